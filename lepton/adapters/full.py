@@ -1,0 +1,22 @@
+from __future__ import annotations
+
+from torch import nn
+
+from lepton.adapters.base import ADAPTERS, Adapter, Classifier
+from lepton.backbones.base import Backbone
+
+
+@ADAPTERS.register("full")
+class FullFineTune(Adapter):
+    name = "full"
+    description = "Train every parameter of backbone and head (best accuracy on large data, slowest, most memory)"
+    default_lr = 3e-5
+    default_epochs = 4
+
+    def check(self, backbone: Backbone) -> None:
+        self.require_trainable(backbone)
+
+    def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
+        self.check(backbone)
+        backbone.requires_grad_(True)
+        return Classifier(backbone, head)

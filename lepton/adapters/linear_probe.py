@@ -1,0 +1,20 @@
+from __future__ import annotations
+
+from torch import nn
+
+from lepton.adapters.base import ADAPTERS, Adapter, Classifier
+from lepton.backbones.base import Backbone
+
+
+@ADAPTERS.register("linear-probe")
+class LinearProbe(Adapter):
+    name = "linear-probe"
+    description = "Freeze the backbone and train only a linear head on its features (seconds, thanks to the feature cache)"
+    frozen = True
+    default_lr = 3e-3
+    default_epochs = 40
+
+    def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
+        backbone.requires_grad_(False)
+        backbone.eval()  # frozen BatchNorm/Dropout too, so cached features equal live ones
+        return Classifier(backbone, head)

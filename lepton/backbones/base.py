@@ -1,0 +1,69 @@
+"""The backbone contract: raw items in, pooled (N, dim) features out.
+
+A backbone is an nn.Module wrapping a pretrained encoder. The head never knows which modality
+it sits on; adapters ask `modules_for(adapter)` where LoRA (or later bottleneck) layers go.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from lepton.errors import IncompatibleError
+from lepton.registry import Registry
+
+
+class Backbone(nn.Module):
+    modality: str = ""
+    dim: int = 0
+    # Adapters that cannot work on this backbone (e.g. a non-torch ONNX encoder supports only frozen ones).
+    trainable: bool = True
+
+    def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
+        """Raw items (str / PIL.Image RGB / (float32 mono waveform, sample_rate)) -> a batch of tensors."""
+        raise NotImplementedError
+
+    def forward_features(self, **batch: torch.Tensor) -> torch.Tensor:
+        """Batch of tensors from preprocess -> (N, dim) pooled features."""
+        raise NotImplementedError
+
+    def forward(self, **batch: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(**batch)
+
+    def modules_for(self, adapter: str) -> list[str]:
+        """Module-name suffixes an adapter (e.g. 'lora') should wrap. Raise IncompatibleError if none."""
+        raise IncompatibleError(f"backbone '{self.name}' does not support the '{adapter}' adapter")
+
+    def collate_key(self, batch: dict[str, torch.Tensor]) -> int:
+        """Length used for bucketing (text: tokens); 0 where it does not apply."""
+        return 0
+
+    @property
+    def name(self) -> str:
+        return getattr(self, "_lepton_name", type(self).__name__)
+
+
+@dataclass
+class BackboneSpec:
+    name: str
+    modality: str
+    dim: int
+    params: int  # total parameters, for the UI (approximate is fine)
+    description: str
+    loader: Callable[[], Backbone]
+    recommended_adapter: str = "linear-probe"
+    default: bool = False  # the modality's offline default
+    tiny: bool = False  # tiny random model for fast tests
+    supports: tuple[str, ...] = ("linear-probe", "full", "lora")
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> Backbone:
+        bb = self.loader()
+        bb._lepton_name = self.name
+        return bb
+
+
+BACKBONES: Registry[BackboneSpec] = Registry("backbone")

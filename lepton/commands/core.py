@@ -1,0 +1,192 @@
+"""Core verbs: train, predict, eval, ingest, datasets, backbones, adapters."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from lepton.cli import add_config_flags, command, config_from_args, print_json
+from lepton.errors import DataError, LeptonError
+
+
+class StderrProgress:
+    """Human progress on stderr: a redrawn bar on a terminal, a line per phase or 10 % otherwise."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream, self.tty = stream, stream.isatty()
+        self.last_phase, self.last_decile = "", -1
+
+    def __call__(self, kind: str, **d: Any) -> None:
+        if kind == "log":
+            self._line(f"{d.get('level', 'info')}: {d['message']}")
+        elif kind == "progress":
+            frac, eta = d["fraction"], d.get("eta_s")
+            bar = "#" * int(frac * 30)
+            eta_s = f" ETA {int(eta) // 60}:{int(eta) % 60:02d}" if eta is not None else ""
+            text = f"[{bar:<30}] {frac * 100:5.1f}%{eta_s} {d.get('message', '')}"
+            if self.tty:
+                self.stream.write("\r" + text[:120].ljust(120))
+                self.stream.flush()
+            elif d["phase"] != self.last_phase or int(frac * 10) != self.last_decile:
+                self._line(text)
+            self.last_phase, self.last_decile = d["phase"], int(frac * 10)
+        elif kind == "metrics" and d["split"] == "val":
+            v = d["values"]
+            self._line(f"epoch {d['epoch']:g}: val accuracy {v['accuracy']:.3f}, macro-F1 {v['macro_f1']:.3f}")
+
+    def _line(self, text: str) -> None:
+        self.stream.write(("\r" if self.tty else "") + text + "\n")
+        self.stream.flush()
+
+
+def train_foreground(config, emit_extra=None) -> dict[str, Any]:
+    """Run in this process through the same store path a worker uses, so the dashboard sees it live.
+
+    The run row records this pid, so if this process dies the next worker or dashboard marks it interrupted."""
+    from lepton.jobs.status import Status
+    from lepton.jobs.store import get_store
+    from lepton.train import preflight, run
+    from lepton.train.events import tee
+
+    preflight(config)
+    store = get_store()
+    run_id = store.create_run(config, status=Status.running)
+    emitter = store.emitter(run_id)
+    emit = tee(emitter, emit_extra) if emit_extra else emitter
+    try:
+        result = run(config, emit, run_id=run_id, run_dir=Path(store.get_run(run_id)["run_dir"]))
+    except KeyboardInterrupt:
+        store.set_status(run_id, Status.interrupted, message=f"interrupted from the keyboard; `lepton resume {run_id}` continues it")
+        raise
+    except LeptonError as e:
+        store.set_status(run_id, Status.failed, error=str(e))
+        raise
+    except Exception as e:
+        store.set_status(run_id, Status.failed, error=f"{type(e).__name__}: {e}")
+        raise
+    store.set_status(run_id, Status.finished, result=result)
+    return result
+
+
+@command("train", "Fine-tune in the foreground; the last stdout line is a JSON result", add_config_flags)
+def cmd_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    result = train_foreground(config, StderrProgress())
+    print_json(result)
+    return 0
+
+
+def _predict_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id, id prefix or run folder")
+    p.add_argument("inputs", nargs="+", help="files (image/audio/text) or literal text")
+
+
+@command("predict", "Predict inputs with a finished run; one JSON line per input", _predict_args)
+def cmd_predict(args: argparse.Namespace) -> int:
+    from lepton.predict import Predictor
+
+    pred = Predictor.load(args.run)
+    for inp in args.inputs:
+        p = Path(inp)
+        if p.is_file():
+            x: Any = p.read_text(encoding="utf-8") if pred.modality == "text" else p
+        elif pred.modality == "text":
+            x = inp
+        else:
+            raise DataError(f"{inp}: no such file; this run expects {pred.modality} files")
+        out = pred.predict(x)
+        print_json({"input": inp, "label": out["label"], "probs": out["probs"]})
+    return 0
+
+
+def _eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run id, id prefix or run folder")
+    p.add_argument("--data", required=True, help="dataset id, file, folder or .zip; all of it is evaluated")
+
+
+@command("eval", "Evaluate a finished run on another dataset; prints a JSON report", _eval_args)
+def cmd_eval(args: argparse.Namespace) -> int:
+    from lepton.evaluate import evaluate_run
+
+    print_json(evaluate_run(args.run, args.data))
+    return 0
+
+
+def _ingest_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", help=".csv/.tsv/.jsonl file, folder or .zip of <label>/<file>")
+    p.add_argument("--modality", default="auto", choices=["auto", "text", "image", "audio"])
+    p.add_argument("--text-column", default="text")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--name")
+
+
+@command("ingest", "Validate and store a dataset; prints its manifest as JSON", _ingest_args)
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from lepton.data import ingest
+
+    res = ingest(args.path, modality=args.modality, text_column=args.text_column,
+                            label_column=args.label_column, name=args.name)
+    for w in res.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    print_json({**res.dataset.manifest, "reused": res.reused})
+    return 0
+
+
+def _list_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+@command("datasets", "List stored datasets", _list_args)
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from lepton.data import list_datasets
+
+    rows = list_datasets()
+    if args.json:
+        print_json(rows)
+        return 0
+    print(f"{'id':<14}{'name':<24}{'modality':<10}{'classes':>8}{'train':>7}{'val':>6}{'test':>6}")
+    for m in rows:
+        s = m.get("sizes", {})
+        print(f"{m['id']:<14}{m['name'][:23]:<24}{m['modality']:<10}{len(m['classes']):>8}"
+              f"{s.get('train', 0):>7}{s.get('val', 0):>6}{s.get('test', 0):>6}")
+    return 0
+
+
+def _backbones_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--modality", choices=["text", "image", "audio"])
+    p.add_argument("--json", action="store_true")
+
+
+@command("backbones", "List registered backbones", _backbones_args)
+def cmd_backbones(args: argparse.Namespace) -> int:
+    from lepton.backbones import list_backbones
+
+    specs = list_backbones(modality=args.modality)
+    if args.json:
+        print_json([{"name": s.name, "modality": s.modality, "dim": s.dim, "params": s.params, "default": s.default,
+                     "tiny": s.tiny, "recommended_adapter": s.recommended_adapter, "supports": list(s.supports),
+                     "description": s.description} for s in specs])
+        return 0
+    print(f"{'name':<22}{'modality':<10}{'dim':>6}{'params':>10}  {'adapters':<28}description")
+    for s in specs:
+        flag = " (default)" if s.default else ""
+        print(f"{s.name:<22}{s.modality:<10}{s.dim:>6}{s.params / 1e6:>9.1f}M  {','.join(s.supports):<28}"
+              f"{s.description}{flag}")
+    return 0
+
+
+@command("adapters", "List registered adapters", _list_args)
+def cmd_adapters(args: argparse.Namespace) -> int:
+    from lepton.adapters import ADAPTERS
+
+    rows = [{"name": n, "frozen": a.frozen, "default_lr": a.default_lr, "default_epochs": a.default_epochs,
+             "description": a.description} for n, a in ADAPTERS.items()]
+    if args.json:
+        print_json(rows)
+        return 0
+    for r in rows:
+        print(f"{r['name']:<14}{'frozen' if r['frozen'] else 'trains':<8}lr {r['default_lr']:<8g}{r['description']}")
+    return 0

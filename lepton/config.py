@@ -1,0 +1,159 @@
+"""RunConfig: every choice a run makes, as a typed dataclass with one line of help per field.
+
+The Train page builds its form from these fields, the CLI builds its flags from them, and the
+run folder keeps them as config.yaml so `lepton train --config config.yaml` reproduces a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from lepton.errors import ConfigError
+
+
+def opt(default: Any, help: str, **extra: Any) -> Any:
+    """A dataclass field with its one-line help (and optional UI hints: min, max, choices, group)."""
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass
+class RunConfig:
+    data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
+    test_data: str | None = opt(None, "Optional separate test set (id or path); all of it is the test split", group="data")
+    modality: Literal["auto", "text", "image", "audio"] = opt("auto", "Data modality; auto detects it from the files", group="data")
+    text_column: str = opt("text", "Text column name (CSV/TSV/JSONL)", group="data")
+    label_column: str = opt("label", "Label column name (CSV/TSV/JSONL)", group="data")
+
+    backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default", group="model")
+    adapter: str | None = opt(None, "Adapter: linear-probe, full, lora, …; empty = the backbone's recommended one", group="model")
+    lora_r: int = opt(8, "LoRA rank", min=1, max=256, group="model")
+    lora_alpha: int = opt(16, "LoRA scaling alpha", min=1, max=512, group="model")
+    lora_dropout: float = opt(0.05, "Dropout on the LoRA branch", min=0.0, max=0.9, group="model")
+    max_length: int = opt(128, "Text: longest token sequence kept (longer texts are truncated)", min=8, max=4096, group="model")
+
+    epochs: int | None = opt(None, "Passes over the training split; empty = the adapter's default", min=1, max=1000, group="training")
+    batch_size: int = opt(32, "Examples per optimisation step", min=1, max=4096, group="training")
+    lr: float | None = opt(None, "Peak learning rate; empty = the adapter's default", min=0.0, max=10.0, group="training")
+    weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0, max=1.0, group="training")
+    warmup_ratio: float = opt(0.1, "Fraction of steps spent warming the learning rate up linearly", min=0.0, max=0.5, group="training")
+    grad_clip: float = opt(1.0, "Clip the gradient norm to this (0 = off)", min=0.0, max=100.0, group="training")
+    early_stopping: int = opt(0, "Stop after this many epochs without validation macro-F1 improving (0 = off)", min=0, max=100, group="training")
+    max_minutes: float | None = opt(None, "Stop cleanly after this many minutes and keep the best model", min=0.0, group="training")
+    seed: int = opt(0, "Random seed for splits, init and shuffling", group="training")
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto picks cuda, then mps, then cpu", group="system")
+    precision: Literal["auto", "bf16", "fp32"] = opt("auto", "auto uses bf16 autocast where the device supports it", group="system")
+    compile: bool = opt(False, "torch.compile the model (pays off on GPUs for long runs)", group="system")
+    log_every: int = opt(10, "Log training loss every N steps (fewer host syncs)", min=1, max=10000, group="system")
+    name: str | None = opt(None, "A name for the run shown in the dashboard", group="system")
+
+    # ---- strict parsing and YAML round trip ----
+    @classmethod
+    def fields_help(cls) -> dict[str, str]:
+        return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{source}: expected a mapping of field: value, got {type(raw).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - set(known))
+        if unknown:
+            raise ConfigError(f"{source}: unknown field(s) {', '.join(unknown)}; valid fields: {', '.join(known)}")
+        hints = typing.get_type_hints(cls)
+        values = {k: _coerce(k, v, hints[k], source) for k, v in raw.items()}
+        cfg = cls(**values)
+        cfg.validate(source)
+        return cfg
+
+    def validate(self, source: str = "config") -> None:
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            lo, hi = f.metadata.get("min"), f.metadata.get("max")
+            if v is None or isinstance(v, bool):
+                continue
+            if lo is not None and v < lo or hi is not None and v > hi:
+                raise ConfigError(f"{source}: {f.name}={v} is out of range [{lo}, {hi if hi is not None else '∞'}]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_yaml(cls, text: str, source: str = "config") -> "RunConfig":
+        try:
+            raw = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{source}: not valid YAML ({e.__class__.__name__}: {str(e).splitlines()[0]})") from None
+        return cls.from_dict(raw, source)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: config file not found")
+        return cls.from_yaml(p.read_text(encoding="utf-8"), source=str(p))
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+    def cli_args(self) -> list[str]:
+        """The `lepton train` flags that reproduce this config (non-default fields only)."""
+        out: list[str] = []
+        defaults = RunConfig()
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v == getattr(defaults, f.name) and f.name != "data":
+                continue
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(v, bool):
+                out.append(flag if v else "--no-" + f.name.replace("_", "-"))
+            elif v is not None:
+                out += [flag, str(v)]
+        return out
+
+
+def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
+    """Check one value against its type hint; accept ints for floats and strings from forms."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(name, value, inner[0], source)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{source}: {name}={value!r} is not one of {', '.join(map(str, args))}")
+        return value
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif hint is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    raise ConfigError(f"{source}: {name}={value!r} should be {getattr(hint, '__name__', hint)}")

@@ -1,0 +1,126 @@
+"""One job in its own process: `python -m lepton.jobs.child RUN_ID`, started by the worker.
+
+It trains the run through `lepton.train.run` with the store's emitter and records how it ended:
+finished (with the result), or failed (one readable line; a traceback too for internal errors,
+in worker.log and the run's log tail). SIGTERM (cancel, worker shutdown) stops training and
+leaves the verdict to the worker. If the worker dies (kill -9), the child notices it has been
+orphaned, marks the run interrupted and exits, so a resume never races a forgotten process.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from lepton.errors import LeptonError
+from lepton.jobs.status import Status
+from lepton.jobs.store import get_store
+
+ORPHAN_CHECK_S = 1.0
+HARD_EXIT_AFTER_S = 20.0  # if training ignores SIGTERM this long after the worker died, just go
+
+
+class Terminated(BaseException):
+    """Raised in the main thread by SIGTERM; a BaseException so `except Exception` in libraries lets it through."""
+
+
+_orphaned = threading.Event()
+
+
+def _on_sigterm(signum, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one unwinding is enough; the worker SIGKILLs if it hangs
+    raise Terminated()
+
+
+def _watch_parent(ppid: int) -> None:
+    while True:
+        time.sleep(ORPHAN_CHECK_S)
+        if os.getppid() != ppid:
+            _orphaned.set()
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(HARD_EXIT_AFTER_S)
+            os._exit(143)
+
+
+def _flush(emit) -> None:
+    try:
+        emit.flush()
+    except BaseException as e:  # the verdict matters more than the last metric rows
+        print(f"could not write the last metrics: {e}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 1:
+        print("usage: python -m lepton.jobs.child RUN_ID", file=sys.stderr)
+        return 2
+    run_id = argv[0]
+    store = get_store()
+    run = store.get_run(run_id)
+    if run is None:
+        print(f"no run '{run_id}' in {store.path}", file=sys.stderr)
+        return 2
+    if run["status"] != Status.running.value:
+        print(f"run {run_id} is {run['status']}, not running; nothing to do", file=sys.stderr)
+        return 3
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="orphan-watch").start()
+
+    run_dir = Path(run["run_dir"])
+    ckpt = run_dir / "checkpoints" / "last.pt"
+    resume = run["attempt"] > 1 or ckpt.exists()
+    if resume:
+        # The engine replays from its checkpoint: rows logged after it would be drawn twice.
+        if ckpt.exists() and run.get("checkpoint_step") is not None:
+            store.delete_metrics(run_id, after_step=run["checkpoint_step"])
+        elif not ckpt.exists():
+            store.delete_metrics(run_id)
+    print(f"lepton child: run {run_id} attempt {run['attempt']} pid {os.getpid()} "
+          f"{'resuming' if ckpt.exists() and resume else 'starting'}", flush=True)
+
+    emit = store.emitter(run_id)
+    try:
+        from lepton.config import RunConfig
+        from lepton.train import run as train
+
+        config = RunConfig.load(run_dir / "config.yaml")
+        result = train(config, emit=emit, run_id=run_id, run_dir=run_dir, resume=resume)
+    except (Terminated, KeyboardInterrupt):
+        _flush(emit)
+        if _orphaned.is_set():
+            store.set_status(run_id, Status.interrupted, only_from=Status.running,
+                             message=f"interrupted: its worker died; `lepton resume {run_id}` continues from the last checkpoint")
+        print("lepton child: stopped by SIGTERM", flush=True)
+        return 143
+    except LeptonError as e:
+        _flush(emit)
+        msg = str(e) or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr, flush=True)
+        store.set_status(run_id, Status.failed, error=msg, message="failed", only_from=Status.running)
+        return 1
+    except Exception as e:
+        _flush(emit)
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        store.append_log(run_id, tb.rstrip().splitlines())
+        line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        store.set_status(run_id, Status.failed, message="failed", only_from=Status.running,
+                         error=f"{type(e).__name__}: {line} (internal error; the traceback is in {run_dir / 'worker.log'})")
+        return 1
+    _flush(emit)
+    status = result.get("status") if isinstance(result, dict) else None
+    if status not in {s.value for s in Status} or status in (Status.queued.value, Status.running.value):
+        status = Status.finished.value
+    store.set_status(run_id, status, result=result, only_from=Status.running,
+                     error=(result.get("error") if status == Status.failed.value else None))
+    print(f"lepton child: run {run_id} {status} in {result.get('seconds', '?')} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

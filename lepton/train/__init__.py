@@ -1,0 +1,3 @@
+from lepton.train.loop import preflight, run
+
+__all__ = ["preflight", "run"]

@@ -1,0 +1,397 @@
+"""Runs page: the list of runs, and one run's live view (curves, progress, actions, final report).
+
+The store is the truth. st.session_state only caches metric rows already read (by id), so each
+one-second tick asks the store for what is new (after_id) instead of re-reading the whole run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+import pandas as pd
+import streamlit as st
+
+from lepton.ui import charts, common
+
+LIVE_EVERY_S = 1.0
+LIST_EVERY_S = 2.0
+ACTIVE = {"queued", "running"}
+RESUMABLE = {"interrupted", "cancelled", "failed"}
+METRIC_CACHE_RUNS = 6  # runs whose metric rows stay cached in the session
+
+
+# ---------------------------------------------------------------- actions (the same calls as the CLI)
+def cancel(run_id: str) -> dict:
+    from lepton.jobs import launcher
+
+    return launcher.cancel(run_id)
+
+
+def resume(run_id: str) -> str:
+    import os
+
+    from lepton.jobs import launcher
+
+    rid = launcher.resume(run_id)
+    if not os.environ.get("LEPTON_NO_WORKER"):
+        launcher.ensure_worker()
+    return rid
+
+
+def open_run(run_id: str | None) -> None:
+    # A fresh table key next time: a kept row selection would reopen this run on the way back.
+    st.session_state["_runs_table_nonce"] = st.session_state.get("_runs_table_nonce", 0) + 1
+    common.set_query_param("run", run_id)
+    st.rerun()
+
+
+# ---------------------------------------------------------------- metrics, read incrementally
+def metric_rows(run: dict) -> list[dict]:
+    """All metric rows of a run: cached ones plus those with id > the last seen (one small query)."""
+    cache: dict[str, dict] = st.session_state.setdefault("_metric_cache", {})
+    entry = cache.get(run["id"])
+    if entry is None or entry["attempt"] != run.get("attempt"):
+        # A resumed run replays from its checkpoint and drops later rows: start over.
+        entry = {"after": 0, "rows": [], "attempt": run.get("attempt")}
+    new = common.store().metrics(run["id"], after_id=entry["after"])
+    if new:
+        entry["rows"].extend(new)
+        entry["after"] = new[-1]["id"]
+    cache.pop(run["id"], None)
+    cache[run["id"]] = entry  # most recently used last
+    while len(cache) > METRIC_CACHE_RUNS:
+        cache.pop(next(iter(cache)))
+    return entry["rows"]
+
+
+def series(rows: list[dict], split: str, name: str, x: str = "step") -> tuple[list, list]:
+    xs, ys = [], []
+    for r in rows:
+        if r["split"] == split and r["name"] == name and r["value"] is not None:
+            xs.append(r[x])
+            ys.append(r["value"])
+    return xs, ys
+
+
+def latest(rows: list[dict], split: str, name: str) -> float | None:
+    for r in reversed(rows):
+        if r["split"] == split and r["name"] == name:
+            return r["value"]
+    return None
+
+
+# ---------------------------------------------------------------- the list
+def runs_frame(runs: list[dict]) -> pd.DataFrame:
+    datasets = common.datasets_by_id()
+    rows = []
+    for r in runs:
+        cfg = r.get("config") or {}
+        ds = datasets.get(cfg.get("data")) or {}
+        backbone, adapter = common.model_names(cfg, ds.get("modality"))
+        res = (r.get("result") or {}).get("metrics") or {}
+        end = r.get("finished") or (time.time() if r["status"] == "running" else None)
+        rows.append({
+            "status": r["status"],
+            "name": r.get("name") or cfg.get("name") or "",
+            "dataset": ds.get("name") or cfg.get("data") or "",
+            "backbone": backbone,
+            "adapter": adapter,
+            "progress": float(r.get("progress") or 0.0),
+            "accuracy": res.get("accuracy"),
+            "macro-F1": res.get("macro_f1"),
+            "time": common.fmt_duration(end - r["started"]) if r.get("started") and end else "–",
+            "created": common.fmt_ago(r.get("created")),
+            "id": r["id"],
+        })
+    return pd.DataFrame(rows)
+
+
+RUNS_COLUMNS = {
+    "status": st.column_config.TextColumn(width=96),
+    "name": st.column_config.TextColumn(width=170),
+    "dataset": st.column_config.TextColumn(width=120),
+    "backbone": st.column_config.TextColumn(width=120),
+    "adapter": st.column_config.TextColumn(width=96),
+    "progress": st.column_config.ProgressColumn(width=96, min_value=0.0, max_value=1.0, format="percent"),
+    "accuracy": st.column_config.NumberColumn("accuracy", width=80, format="percent",
+                                              help="Test accuracy of a finished run"),
+    "macro-F1": st.column_config.NumberColumn("macro-F1", width=80, format="%.3f",
+                                              help="Test macro-F1 of a finished run"),
+    "time": st.column_config.TextColumn(width=90),
+    "created": st.column_config.TextColumn(width=100),
+    "id": st.column_config.TextColumn(width=170),
+}
+
+
+def styled(df: pd.DataFrame):
+    """The status column in the badge colours (tables cannot hold badges)."""
+    def paint(v: str) -> str:
+        fg, bg = common.STATUS_CSS.get(str(v), ("#555", "#eee"))
+        return f"color: {fg}; background-color: {bg}; font-weight: 600"
+
+    return df.style.map(paint, subset=["status"])
+
+
+def runs_list() -> None:
+    runs = common.store().list_runs(limit=200)
+    if not runs:
+        common.empty_state("No runs yet. Pick a dataset and a backbone on **Train**, or start a demo on **Home**.",
+                           common.PAGE_TRAIN, "Train a model", ":material/model_training:")
+        return
+    active = any(r["status"] in ACTIVE for r in runs)
+    st.fragment(run_every=LIST_EVERY_S if active else None)(_runs_table)(active)
+
+
+def _runs_table(was_active: bool) -> None:
+    with common.guard("Could not list the runs"):
+        _runs_table_body(was_active)
+
+
+def _runs_table_body(was_active: bool) -> None:
+    runs = common.store().list_runs(limit=200)
+    if was_active and not any(r["status"] in ACTIVE for r in runs):
+        st.rerun()  # the last active run ended: a full rerun stops this fragment's timer
+    st.caption("Select a row to open the run.")
+    event = st.dataframe(styled(runs_frame(runs)), hide_index=True, width="stretch", column_config=RUNS_COLUMNS,
+                         on_select="rerun", selection_mode="single-row",
+                         key=f"runs_table_{st.session_state.get('_runs_table_nonce', 0)}")
+    picked = (event.selection.rows if event is not None and hasattr(event, "selection") else []) or []
+    if picked:
+        open_run(runs[picked[0]]["id"])
+
+
+# ---------------------------------------------------------------- one run
+def run_view(run_id: str) -> None:
+    store = common.store()
+    run = store.get_run(run_id)
+    if run is None:
+        from lepton.errors import LeptonError
+
+        try:
+            run = store.find_run(run_id)
+        except LeptonError as e:
+            st.error(str(e))
+        if run is None:
+            if st.button("All runs", icon=":material/arrow_back:", key="back"):
+                open_run(None)
+            return
+    header(run)
+    actions(run)
+    live(run["id"], run["status"] in ACTIVE)
+    outcome(run)
+    details(run)
+
+
+def header(run: dict) -> None:
+    cfg = run.get("config") or {}
+    ds = common.datasets_by_id().get(cfg.get("data")) or {}
+    backbone, adapter = common.model_names(cfg, ds.get("modality"))
+    title = run.get("name") or cfg.get("name") or f"Run {run['id']}"
+    st.markdown(f"## {title}")
+    st.markdown(
+        f"<span class='lp-kv'>id <code>{run['id']}</code> · dataset <b>{ds.get('name') or cfg.get('data')}</b>"
+        f" · backbone <b>{backbone}</b> · adapter <b>{adapter}</b>"
+        f" · created {common.fmt_ago(run.get('created'))}</span>", unsafe_allow_html=True)
+
+
+def actions(run: dict) -> None:
+    status = run["status"]
+    bar = st.container(horizontal=True, gap="small")
+    cols = [bar, bar, bar]
+    if cols[0].button("All runs", icon=":material/arrow_back:", key="back"):
+        open_run(None)
+    if status in ACTIVE:
+        requested = bool(run.get("cancel_requested"))
+        if cols[1].button("Cancelling…" if requested else "Cancel", icon=":material/stop_circle:", key="cancel",
+                          disabled=requested, help="Stop this run; Resume continues it later from its last checkpoint"):
+            with common.guard("Could not cancel the run"):
+                cancel(run["id"])
+                st.rerun()
+    if status in RESUMABLE:
+        if cols[1].button("Resume", icon=":material/play_arrow:", key="resume", type="primary",
+                          help="Queue it again; it continues from its last checkpoint"):
+            with common.guard("Could not resume the run"):
+                resume(run["id"])
+                common.flash("success", f"Run {run['id']} is queued again; it continues from its last checkpoint.")
+                st.rerun()
+    if status == "finished":
+        if cols[2].button("Try it in the Playground", icon=":material/science:", key="to_playground", type="primary"):
+            st.switch_page(common.PAGE_PLAYGROUND, query_params={"run": run["id"]})
+
+
+def live(run_id: str, active: bool) -> None:
+    """The part that changes while a run trains: redrawn every second in a fragment, not a full page."""
+    st.fragment(run_every=LIVE_EVERY_S if active else None)(_live_body)(run_id, active)
+
+
+def _live_body(run_id: str, was_active: bool) -> None:
+    with common.guard("Could not read the run"):
+        _live(run_id, was_active)
+
+
+def _live(run_id: str, was_active: bool) -> None:
+    run = common.store().get_run(run_id)
+    if run is None:
+        st.error(f"Run {run_id} no longer exists.")
+        return
+    if was_active and run["status"] not in ACTIVE:
+        st.rerun()  # final now: redraw the page once with the report; the timer stops with it
+    rows = metric_rows(run)
+    progress_block(run, rows)
+    curves(run, rows)
+
+
+def progress_block(run: dict, rows: list[dict]) -> None:
+    status = run["status"]
+    c1, c2 = st.columns([4, 1.3])
+    with c1:
+        common.status_badge(status)
+        frac = float(run.get("progress") or 0.0)
+        phase = run.get("phase") or ""
+        message = run.get("message") or ""
+        text = f"{frac:.0%}" + (f" · {phase}" if phase and status == "running" else "") + (f" · {message}" if message else "")
+        st.progress(min(max(frac, 0.0), 1.0), text=text)
+        now = time.time()
+        bits = []
+        if run.get("started"):
+            took = common.fmt_duration((run.get("finished") or now) - run["started"])
+            bits.append(f"took {took}" if status not in ACTIVE else f"elapsed {took}")
+        if status == "running":
+            eta = run.get("eta_s")
+            bits.append(f"about {common.fmt_duration(eta)} left" if eta is not None else "estimating the time left…")
+        elif status == "queued":
+            bits.append("waiting for the worker to pick it up")
+        st.caption(" · ".join(bits) if bits else "")
+    with c2:
+        rss, gpu = latest(rows, "system", "rss_mb"), latest(rows, "system", "gpu_mb")
+        st.metric("Memory (RSS)", f"{rss:,.0f} MB" if rss is not None else "–",
+                  help="Resident memory of the training process" + (f"; GPU {gpu:,.0f} MB" if gpu else ""))
+        if gpu:
+            st.caption(f"GPU {gpu:,.0f} MB")
+
+
+def curves(run: dict, rows: list[dict]) -> None:
+    loss = series(rows, "train", "loss")
+    n_val = len(series(rows, "val", "accuracy", "epoch")[0])
+    n = len(loss[0])
+    st.caption(f"{n} point{'s' if n != 1 else ''} of training loss · {n_val} validation point{'s' if n_val != 1 else ''}")
+    waiting = "waiting for the first step…" if run["status"] in ACTIVE else "no data"
+    a, b = st.columns(2)
+    with a.container(key="chart-loss"):
+        st.plotly_chart(charts.curve({"train loss": loss}, "Training loss", empty_note=waiting),
+                        key="fig_loss", config={"displayModeBar": False})
+    with b.container(key="chart-val"):
+        st.plotly_chart(charts.curve({"accuracy": series(rows, "val", "accuracy", "epoch"),
+                                      "macro-F1": series(rows, "val", "macro_f1", "epoch")},
+                                     "Validation", x_title="epoch", y_range=(0, 1.02),
+                                     empty_note="after the first epoch" if run["status"] in ACTIVE else "no data"),
+                        key="fig_val", config={"displayModeBar": False})
+    c, d = st.columns(2)
+    with c.container(key="chart-lr"):
+        st.plotly_chart(charts.curve({"learning rate": series(rows, "train", "lr")}, "Learning rate", height=220,
+                                     empty_note=waiting, y_format=".1e"), key="fig_lr", config={"displayModeBar": False})
+    with d.container(key="chart-speed"):
+        st.plotly_chart(charts.curve({"samples/s": series(rows, "train", "samples_per_s")}, "Throughput (samples/s)",
+                                     height=220, empty_note=waiting), key="fig_speed", config={"displayModeBar": False})
+
+
+# ---------------------------------------------------------------- the end of a run
+def load_report(run: dict) -> dict | None:
+    path = Path(run.get("run_dir") or "") / "report.json"
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def outcome(run: dict) -> None:
+    status = run["status"]
+    if status == "failed":
+        st.error(f"This run failed: {run.get('error') or run.get('message') or 'no error recorded'}",
+                 icon=":material/error:")
+        if run.get("log_tail"):
+            with st.expander("Last lines of its log", expanded=True):
+                st.code(run["log_tail"], language=None)
+    elif status == "interrupted":
+        st.warning(run.get("message") or "The process training this run stopped. Resume continues from its last checkpoint.",
+                   icon=":material/pause_circle:")
+    elif status == "cancelled":
+        st.info(run.get("message") or "Cancelled. Resume continues from its last checkpoint.", icon=":material/cancel:")
+    elif status == "finished":
+        report = load_report(run)
+        if report is None:
+            st.warning("The run finished but its report.json could not be read.")
+            return
+        final_report(run, report)
+
+
+def final_report(run: dict, report: dict) -> None:
+    st.subheader("Results")
+    summary = report.get("summary") or {}
+    split = summary.get("eval_split") or report.get("split") or "test"
+    c = st.columns(4)
+    c[0].metric(f"Accuracy ({split})", common.fmt_pct(report.get("accuracy")))
+    c[1].metric(f"Macro-F1 ({split})", f"{report.get('macro_f1', 0):.3f}",
+                help="The mean of per-label F1: every label counts the same, however rare")
+    best = summary.get("best_val_macro_f1")
+    c[2].metric("Best validation macro-F1", "–" if best is None else f"{best:.3f}",
+                help=f"at epoch {summary.get('best_epoch')}" if summary.get("best_epoch") is not None else None)
+    c[3].metric("Training time", common.fmt_duration(summary.get("train_seconds")),
+                help=f"{summary.get('trainable_params', 0):,} trainable parameters" if summary.get("trainable_params") else None)
+    classes = list(report.get("classes") or [])
+    left, right = st.columns([1, 1])
+    with left:
+        per_class = report.get("per_class") or {}
+        df = pd.DataFrame([{"label": k, **{m: v.get(m) for m in ("precision", "recall", "f1", "support")}}
+                           for k, v in per_class.items()])
+        st.markdown("**Per label**")
+        st.dataframe(df, hide_index=True, width="stretch", column_config={
+            "label": st.column_config.TextColumn(width=140),
+            "precision": st.column_config.NumberColumn(format="%.3f", width=80),
+            "recall": st.column_config.NumberColumn(format="%.3f", width=80),
+            "f1": st.column_config.NumberColumn("F1", format="%.3f", width=80),
+            "support": st.column_config.NumberColumn(width=80, help="Examples of this label in the evaluated split"),
+        })
+    with right:
+        with st.container(key="confusion"):
+            norm = st.toggle("Normalise by row", key=f"cm_norm_{run['id']}",
+                             help="Show each true label's row as shares, so rare labels read as clearly as common ones")
+            if report.get("confusion_matrix"):
+                st.plotly_chart(charts.confusion(report["confusion_matrix"], classes, norm), key="fig_cm",
+                                config={"displayModeBar": False})
+    wrong = report.get("misclassified") or []
+    if wrong:
+        with st.expander(f"Misclassified examples ({len(wrong)})"):
+            st.dataframe(pd.DataFrame(wrong[:200]), hide_index=True, width="stretch", column_config={
+                "ref": st.column_config.TextColumn("example", width="large"),
+                "confidence": st.column_config.NumberColumn(format="percent", width="small")})
+
+
+def details(run: dict) -> None:
+    from lepton.config import RunConfig
+
+    with st.expander("Configuration and log", icon=":material/description:"):
+        cfg = None
+        try:
+            cfg = RunConfig.from_dict(run.get("config") or {})
+        except Exception:  # noqa: BLE001 - an old config still shows as YAML below
+            pass
+        if cfg is not None:
+            import shlex
+
+            st.code("lepton train " + " ".join(shlex.quote(a) for a in cfg.cli_args()), language="bash", wrap_lines=True)
+            st.code(cfg.to_yaml(), language="yaml")
+        st.caption(f"Run folder: `{run.get('run_dir')}`")
+        if run.get("log_tail") and run["status"] != "failed":
+            st.code(run["log_tail"], language=None)
+
+
+def page() -> None:
+    common.show_flash()
+    run_id = common.query_param("run")
+    if run_id:
+        run_view(run_id)
+    else:
+        st.title("Runs")
+        runs_list()

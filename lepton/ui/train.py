@@ -1,0 +1,259 @@
+"""Train page: dataset → backbone → adapter → hyperparameters (built from RunConfig's fields) → submit."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import shlex
+import types
+import typing
+from typing import Any, Literal
+
+import streamlit as st
+
+from lepton.config import RunConfig
+from lepton.ui import common
+from lepton.ui import data as data_ui
+
+CUSTOM = "__custom__"
+# Fields the page sets through its own widgets (dataset, backbone and adapter pickers, run name).
+EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "backbone", "adapter", "name"}
+GROUP_TITLES = {"model": "Model", "training": "Training", "system": "System"}
+
+
+# ---------------------------------------------------------------- registries (cached: they are static)
+@st.cache_data(show_spinner=False)
+def backbones(modality: str) -> list[dict]:
+    from lepton.backbones import list_backbones
+
+    specs = list_backbones(modality=modality)
+    # The offline default first, real models next, tiny test models last.
+    specs = sorted(specs, key=lambda s: (not s.default, s.tiny, s.name))
+    return [{"name": s.name, "modality": s.modality, "dim": s.dim, "params": s.params, "description": s.description,
+             "recommended_adapter": s.recommended_adapter, "default": s.default, "tiny": s.tiny,
+             "supports": list(s.supports)} for s in specs]
+
+
+@st.cache_data(show_spinner=False)
+def adapters() -> dict[str, dict]:
+    from lepton.adapters import ADAPTERS
+
+    return {name: {"description": cls.description, "frozen": bool(cls.frozen), "default_lr": cls.default_lr,
+                   "default_epochs": cls.default_epochs} for name, cls in ADAPTERS.items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def trainable_count(backbone: str, modality: str, adapter: str, n_classes: int, lora_r: int = 8,
+                    lora_alpha: int = 16) -> dict:
+    """Trainable / total parameters of backbone+adapter+head. Loads real weights: only on demand, cached."""
+    from lepton.adapters import Adapter, AdapterOptions, get_adapter
+    from lepton.backbones import resolve_backbone
+    from lepton.heads import classification_head
+
+    spec = resolve_backbone(backbone, modality)
+    bb = spec.build()
+    model = get_adapter(adapter, AdapterOptions(lora_r, lora_alpha, 0.0)).wrap(bb, classification_head(spec.dim, n_classes))
+    c = Adapter.count(model)
+    return {"trainable": int(c["trainable"]), "total": int(c["total"]), "fraction": float(c["fraction"])}
+
+
+# ---------------------------------------------------------------- form widgets from RunConfig fields
+def _unwrap(hint: Any) -> tuple[Any, bool]:
+    """(inner type, optional?) for `X | None`."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        return args[0], len(args) < len(typing.get_args(hint))
+    return hint, False
+
+
+def _step(x: float) -> float:
+    if not x:
+        return 0.01
+    return float(10 ** math.floor(math.log10(abs(x))))
+
+
+def field_widget(f: dataclasses.Field, hint: Any, placeholder: Any = None, key_prefix: str = "cfg_") -> Any:
+    """One widget for one RunConfig field: type → widget, help → help=, min/max → bounds, Optional → empty = auto."""
+    inner, optional = _unwrap(hint)
+    label = f.name.replace("_", " ").capitalize().replace("Lr", "Learning rate").replace("Lora", "LoRA")
+    help_ = f.metadata.get("help") or None
+    lo, hi = f.metadata.get("min"), f.metadata.get("max")
+    key = key_prefix + f.name
+    default = f.default
+    if inner is bool:
+        return st.toggle(label, value=bool(default), help=help_, key=key)
+    if typing.get_origin(inner) is Literal:
+        options = list(typing.get_args(inner))
+        return st.selectbox(label, options, index=options.index(default) if default in options else 0, help=help_, key=key)
+    if inner is int:
+        return st.number_input(label, value=None if default is None else int(default), step=1,
+                               min_value=None if lo is None else int(lo), max_value=None if hi is None else int(hi),
+                               placeholder=f"auto ({placeholder})" if placeholder is not None else ("auto" if optional else None),
+                               help=help_, key=key)
+    if inner is float:
+        ref = default if default is not None else (placeholder or 0.01)
+        return st.number_input(label, value=None if default is None else float(default), step=_step(ref), format="%g",
+                               min_value=None if lo is None else float(lo), max_value=None if hi is None else float(hi),
+                               placeholder=f"auto ({placeholder:g})" if placeholder is not None else ("no limit" if optional else None),
+                               help=help_, key=key)
+    value = st.text_input(label, value=default or "", placeholder="auto" if optional else None, help=help_, key=key)
+    return (value.strip() or None) if optional else value
+
+
+def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str, Any]:
+    """Widgets for every RunConfig field the page does not set itself, grouped as the metadata says."""
+    hints = typing.get_type_hints(RunConfig)
+    placeholders = {"epochs": adapter_info.get("default_epochs"), "lr": adapter_info.get("default_lr")}
+    groups: dict[str, list[dataclasses.Field]] = {}
+    for f in dataclasses.fields(RunConfig):
+        if f.name in EXPLICIT:
+            continue
+        if f.name.startswith("lora_") and adapter != "lora":
+            continue  # only meaningful for that adapter
+        if f.name == "max_length" and modality != "text":
+            continue
+        groups.setdefault(f.metadata.get("group", "training"), []).append(f)
+    values: dict[str, Any] = {}
+    for group in ("training", "model", "system"):
+        fields = groups.get(group)
+        if not fields:
+            continue
+        container = st.container() if group == "training" else st.expander(
+            f"{GROUP_TITLES[group]} options", icon=":material/tune:" if group == "model" else ":material/settings:")
+        with container:
+            if group == "training":
+                st.markdown("**Training**")
+            cols = st.columns(3)
+            for i, f in enumerate(fields):
+                with cols[i % 3]:
+                    values[f.name] = field_widget(f, hints[f.name], placeholders.get(f.name))
+    return values
+
+
+# ---------------------------------------------------------------- page sections
+def pick_dataset() -> dict | None:
+    manifests = data_ui.list_datasets()
+    if not manifests:
+        common.empty_state("No datasets yet. Add one on the **Data** page (a CSV for text, a .zip of label folders "
+                           "for images or audio), or start a demo on **Home**.", common.PAGE_DATA, "Add a dataset",
+                           ":material/database:")
+        return None
+    wanted = common.query_param("dataset")
+    ids = [m["id"] for m in manifests]
+    if st.session_state.get("train_dataset") not in ids:
+        st.session_state["train_dataset"] = wanted if wanted in ids else ids[0]
+    by_id = {m["id"]: m for m in manifests}
+    chosen = st.selectbox("Dataset", ids, key="train_dataset", format_func=lambda i: data_ui.describe(by_id[i]))
+    common.set_query_param("dataset", chosen)
+    return by_id[chosen]
+
+
+def pick_backbone(modality: str) -> tuple[str, dict | None]:
+    specs = backbones(modality)
+    options = [s["name"] for s in specs] + [CUSTOM]
+    by_name = {s["name"]: s for s in specs}
+
+    def label(name: str) -> str:
+        if name == CUSTOM:
+            return "Other: a Hugging Face model id or a local folder…"
+        s = by_name[name]
+        tags = " · offline default" if s["default"] else (" · tiny test model" if s["tiny"] else "")
+        return f"{name} · {common.fmt_count(s['params'])} params · {s['dim']}-d features{tags}"
+
+    key = f"train_backbone_{modality}"
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = options[0]
+    name = st.selectbox("Backbone", options, key=key, format_func=label,
+                        help="The pretrained encoder. Bigger is usually more accurate and slower.")
+    if name == CUSTOM:
+        name = st.text_input("Model id or folder", key=f"train_custom_{modality}",
+                             placeholder="e.g. sentence-transformers/all-MiniLM-L6-v2 or /models/my-encoder",
+                             help="Any Hugging Face hub id (needs internet) or a local folder with a saved model")
+        st.caption("Checked when the run starts: a name that cannot be loaded fails the run with a message.")
+        return name.strip(), None
+    st.caption(by_name[name]["description"])
+    return name, by_name[name]
+
+
+def pick_adapter(spec: dict | None) -> tuple[str, dict]:
+    info = adapters()
+    names = [a for a in info if spec is None or a in spec["supports"]] or list(info)
+    recommended = (spec or {}).get("recommended_adapter") or "linear-probe"
+    key = f"train_adapter_{(spec or {}).get('name', CUSTOM)}"
+    if st.session_state.get(key) not in names:
+        st.session_state[key] = recommended if recommended in names else names[0]
+    name = st.selectbox("Adapter", names, key=key, format_func=lambda a: a + ("  (recommended)" if a == recommended else ""),
+                        help="What trains: only a head on frozen features, all weights, or small LoRA matrices.")
+    a = info[name]
+    note = " The backbone stays frozen: its features are computed once and cached, so epochs are cheap." if a["frozen"] else ""
+    st.caption(f"{a['description']}{note}")
+    return name, a
+
+
+def parameter_count(backbone: str, modality: str, adapter: str, n_classes: int, values: dict[str, Any]) -> None:
+    if not backbone:
+        return
+    args = (backbone, modality, adapter, n_classes, int(values.get("lora_r") or 8), int(values.get("lora_alpha") or 16))
+    done: set = st.session_state.setdefault("_counted", set())
+    if args not in done:
+        if not st.button("Count trainable parameters", icon=":material/calculate:", key="count_params",
+                         help="Builds the model once (loads its weights), so it takes a few seconds the first time."):
+            return
+    with common.guard("Could not build the model to count its parameters"):
+        with st.spinner("Building the model…"):
+            c = trainable_count(*args)
+        done.add(args)
+        st.markdown(f":material/calculate: **{c['trainable']:,}** trainable parameters of "
+                    f"{common.fmt_count(c['total'])} ({c['fraction']:.2%})")
+
+
+def build_config(dataset_id: str, backbone: str, adapter: str, values: dict[str, Any], name: str | None,
+                 test_data: str | None = None) -> RunConfig:
+    raw = {"data": dataset_id, "backbone": backbone or None, "adapter": adapter or None, "name": name or None,
+           "test_data": test_data or None, **values}
+    return RunConfig.from_dict(raw, source="the form")
+
+
+def command_line(cfg: RunConfig) -> str:
+    return "lepton train " + " ".join(shlex.quote(a) for a in cfg.cli_args())
+
+
+def submit(cfg: RunConfig) -> str:
+    from lepton.jobs import launcher
+
+    run_id = launcher.submit(cfg)
+    if not os.environ.get("LEPTON_NO_WORKER"):
+        launcher.ensure_worker()
+    return run_id
+
+
+def page() -> None:
+    manifest = pick_dataset()
+    if manifest is None:
+        return
+    modality = manifest.get("modality") or "text"
+    n_classes = len(manifest.get("classes") or [])
+    c1, c2 = st.columns(2)
+    with c1:
+        backbone, spec = pick_backbone(modality)
+    with c2:
+        adapter, adapter_info = pick_adapter(spec)
+    values = hyperparameters(modality, adapter, adapter_info)
+    parameter_count(backbone, modality, adapter, n_classes, values)
+    run_name = st.text_input("Run name (optional)", key="train_name", placeholder=f"{manifest.get('name')} · {adapter}",
+                             help=RunConfig.fields_help().get("name"))
+    cfg = None
+    with common.guard("The settings do not form a valid run"):
+        cfg = build_config(manifest["id"], backbone, adapter, values, run_name)
+    if cfg is None:
+        return
+    with st.expander("Reproduce from the command line", icon=":material/terminal:"):
+        st.code(command_line(cfg), language="bash", wrap_lines=True)
+        st.caption("or save this as run.yaml and run `lepton train --config run.yaml`:")
+        st.code(cfg.to_yaml(), language="yaml")
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="start",
+                 disabled=not backbone):
+        with common.guard("Could not start the run"):
+            run_id = submit(cfg)
+            st.switch_page(common.PAGE_RUNS, query_params={"run": run_id})

@@ -1,0 +1,304 @@
+"""The dashboard in a real Chromium against a real `streamlit run app.py` and the worker it starts.
+
+Text: upload a CSV → train (tiny-text, full fine-tuning) → watch the loss curve grow without reloading
+→ reload mid-run → finished with a confusion matrix → a sentence in the Playground. Images and audio:
+upload a .zip → train (linear probe) → finished → an uploaded file in the Playground.
+Screenshots of every step land in artifacts/e2e/; the two timings are printed and saved as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "assets" / "demo"
+ART = REPO / "artifacts" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+TIMINGS: dict[str, float] = {}
+
+POINTS_JS = """(sel) => {
+  const el = document.querySelector(sel + ' .js-plotly-plot');
+  if (!el || !el.data) return -1;
+  return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
+}"""
+IDLE_JS = """() => { const a = document.querySelector('[data-testid="stApp"]');
+  return !!a && a.getAttribute('data-test-script-state') === 'notRunning'; }"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_pid(pid: int, timeout: float = 15) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (make test installs it)")
+    home = tmp_path_factory.mktemp("e2e-home")
+    port = _free_port()
+    env = dict(os.environ, LEPTON_HOME=str(home), PYTHONUNBUFFERED="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env.pop("LEPTON_NO_WORKER", None)  # the app starts the worker itself, as `make run` does
+    log = open(home / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("streamlit did not start:\n" + (home / "streamlit.log").read_text()[-3000:])
+        time.sleep(0.2)
+    ART.mkdir(parents=True, exist_ok=True)
+    yield SimpleNamespace(url=url, home=home)
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+    # The worker the app started outlives the app on purpose; this test started it, so it stops it.
+    try:
+        _stop_pid(int((home / "worker.pid").read_text().strip()))
+    except (OSError, ValueError):
+        pass
+    (ART / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1700})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+# ---------------------------------------------------------------- helpers
+def idle(page, timeout: float = 60) -> None:
+    time.sleep(0.3)  # let a just-triggered rerun start before asking whether it ended
+    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
+
+
+def goto(page, server, path: str) -> None:
+    page.goto(server.url + path)
+    page.wait_for_selector('[data-testid="stApp"]')
+    idle(page)
+
+
+def shot(page, name: str) -> None:
+    time.sleep(0.8)  # plotly and canvas tables draw a moment after they appear
+    page.screenshot(path=str(ART / f"{name}.png"))
+
+
+def choose(page, key: str, prefix: str) -> None:
+    page.locator(f".st-key-{key} input[role='combobox']").click()
+    page.locator("[role='option']").filter(has_text=prefix).first.click()
+    idle(page)
+
+
+def number(page, key: str, value: float | int) -> None:
+    box = page.locator(f".st-key-{key} input")
+    box.fill(str(value))
+    box.press("Enter")
+    idle(page)
+
+
+def upload_dataset(page, server, path: Path) -> None:
+    goto(page, server, "/data")
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
+    page.locator(".st-key-ingest button").first.click(timeout=60_000)
+    page.locator("[data-testid='stAlertContentSuccess']").filter(has_text=path.name).wait_for(timeout=120_000)
+    idle(page)
+
+
+def points(page, key: str = "chart-loss") -> int:
+    return page.evaluate(POINTS_JS, f".st-key-{key}")
+
+
+def run_status(server, run_id: str) -> str:
+    import sqlite3
+
+    with sqlite3.connect(server.home / "lepton.db", timeout=10) as c:
+        return c.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+
+
+def start_training(page, modality: str, backbone: str, adapter: str, **fields) -> str:
+    """From a dataset's "Train on this dataset" to a filled Train form; returns the command line shown."""
+    page.locator(".st-key-to_train button").first.click()
+    page.wait_for_url("**/train?dataset=*")
+    idle(page)
+    choose(page, f"train_backbone_{modality}", backbone + " ·")
+    choose(page, f"train_adapter_{backbone}", adapter)
+    if "log_every" in fields:
+        page.get_by_text("System options").click()
+    for key, value in fields.items():
+        number(page, f"cfg_{key}", value)
+    page.get_by_text("Reproduce from the command line").click()
+    # The form reruns after each value; wait until the command line shows all of them.
+    wanted = [f"--backbone {backbone}", f"--adapter {adapter}"] + [f"--{k.replace('_', '-')} {v}" for k, v in fields.items()]
+    code = page.locator("[data-testid='stCode']").first
+    deadline = time.monotonic() + 30
+    while not all(w in (text := code.text_content() or "") for w in wanted):
+        assert time.monotonic() < deadline, f"the command line never showed {wanted}: {text!r}"
+        time.sleep(0.3)
+    idle(page)
+    return text
+
+
+def click_start(page) -> tuple[str, float]:
+    t0 = time.monotonic()
+    page.locator(".st-key-start button").first.click()
+    page.wait_for_url("**/runs?run=*")
+    return page.url.split("run=")[-1].split("&")[0], t0
+
+
+def wait_finished(page, server, run_id: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while page.locator(".st-key-confusion").count() == 0:
+        status = run_status(server, run_id)
+        assert status in ("queued", "running", "finished"), f"run {run_id} ended {status}:\n" + page.inner_text("body")[-2000:]
+        assert time.monotonic() < deadline, f"run {run_id} still {status} after {timeout} s"
+        time.sleep(0.5)
+    page.locator(".st-key-confusion .js-plotly-plot").wait_for()
+    idle(page)  # elements of the running view stay until the rerun that replaced them ends
+
+
+def extract_one(zip_path: Path, suffixes: tuple[str, ...], dest: Path) -> Path:
+    with zipfile.ZipFile(zip_path) as z:
+        name = next(n for n in z.namelist() if n.lower().endswith(suffixes) and "/test/" not in n)
+        out = dest / Path(name).name
+        out.write_bytes(z.read(name))
+    return out
+
+
+def note(name: str, seconds: float, capsys) -> None:
+    TIMINGS[name] = round(seconds, 2)
+    with capsys.disabled():
+        print(f"\n[e2e timing] {name}: {seconds:.2f} s", flush=True)
+
+
+# ---------------------------------------------------------------- scenarios
+def test_text_upload_train_watch_reload_finish_predict(server, page, tmp_path, capsys):
+    src = tmp_path / "e2e_topics.csv"
+    shutil.copy(DEMO / "topics.csv", src)
+    # 1. upload on the Data page (a deep link as the server's first request still gets the whole frame)
+    upload_dataset(page, server, src)
+    assert page.locator("[data-testid='stSidebar']").get_by_text("Playground").is_visible()
+    shot(page, "text_01_data_uploaded")
+    # 2. configure and start a run on the Train page
+    cmd = start_training(page, "text", "tiny-text", "full", epochs=2, batch_size=16, log_every=1)
+    assert cmd.startswith("lepton train --data "), cmd
+    shot(page, "text_02_train_form")
+    run_id, t_click = click_start(page)
+    # 3. the curve grows while we watch, without reloading
+    page.wait_for_function(f"() => ({POINTS_JS})('.st-key-chart-loss') > 0", timeout=180_000)
+    note("start_click_to_first_point", time.monotonic() - t_click, capsys)
+    seen = [points(page)]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and run_status(server, run_id) == "running" and len(set(seen)) < 3:
+        time.sleep(0.5)
+        seen.append(points(page))
+    assert len(set(seen)) >= 2 and seen == sorted(seen), f"the curve did not grow while watching: {seen}"
+    shot(page, "text_03_curve_growing")
+    # 4. reload mid-run: the run is still there and still running, the curve comes back at once
+    if run_status(server, run_id) == "running":
+        t0 = time.monotonic()
+        page.reload()
+        page.wait_for_function(f"() => ({POINTS_JS})('.st-key-chart-loss') > 0", timeout=60_000)
+        note("reload_to_curve_visible_while_training", time.monotonic() - t0, capsys)
+        if run_status(server, run_id) == "running":
+            assert page.locator(".st-key-cancel button").first.is_visible()
+        shot(page, "text_04_after_reload")
+    # 5. finished, with a confusion matrix
+    wait_finished(page, server, run_id)
+    assert page.locator(".st-key-cancel").count() == 0
+    shot(page, "text_05_finished")
+    # 6. a sentence in the Playground
+    page.locator(".st-key-to_playground button").first.click()
+    page.wait_for_url("**/playground?run=*")
+    box = page.locator(f".st-key-pg_text_{run_id} textarea")
+    box.wait_for(timeout=120_000)
+    box.fill("The striker scored twice in the final minutes of the match.")
+    page.locator(".st-key-pg_predict button").first.click()
+    page.locator(".st-key-prediction .js-plotly-plot").wait_for(timeout=120_000)
+    label = page.locator(".st-key-prediction .lp-big").inner_text().strip()
+    assert label in {"food", "sports", "tech", "weather"}
+    shot(page, "text_06_playground")
+
+
+@pytest.mark.parametrize("modality,archive,backbone,suffixes", [
+    ("image", "shapes.zip", "tiny-image", (".png", ".jpg", ".jpeg")),
+    ("audio", "spoken_words.zip", "tiny-audio", (".wav", ".flac", ".ogg")),
+])
+def test_media_upload_train_finish_predict(server, page, tmp_path, modality, archive, backbone, suffixes):
+    src = tmp_path / f"e2e_{archive}"
+    shutil.copy(DEMO / archive, src)
+    upload_dataset(page, server, src)
+    shot(page, f"{modality}_01_data_uploaded")
+    start_training(page, modality, backbone, "linear-probe", epochs=5)
+    shot(page, f"{modality}_02_train_form")
+    run_id, _ = click_start(page)
+    wait_finished(page, server, run_id)
+    shot(page, f"{modality}_03_finished")
+    page.locator(".st-key-to_playground button").first.click()
+    page.wait_for_url("**/playground?run=*")
+    sample = extract_one(DEMO / archive, suffixes, tmp_path)
+    up = page.locator(f".st-key-pg_upload_{run_id} input[type='file']")
+    up.wait_for(state="attached", timeout=120_000)
+    up.set_input_files(str(sample))
+    page.locator(".st-key-prediction .js-plotly-plot").wait_for(timeout=120_000)
+    assert page.locator(".st-key-prediction .lp-big").inner_text().strip()
+    shot(page, f"{modality}_04_playground")

@@ -1,0 +1,310 @@
+"""Every dashboard page under streamlit's AppTest, against a temporary LEPTON_HOME.
+
+No worker runs here (LEPTON_NO_WORKER): submitted runs stay queued unless a test trains one with
+the CLI. st.fragment(run_every=…) does not tick in AppTest, so live views are driven with at.run().
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+REPO = Path(__file__).resolve().parents[2]
+DEMO = REPO / "assets" / "demo"
+TIMEOUT = 90
+
+
+@pytest.fixture
+def lhome(tmp_path, monkeypatch) -> Path:
+    h = tmp_path / "lepton-home"
+    h.mkdir()
+    monkeypatch.setenv("LEPTON_HOME", str(h))
+    monkeypatch.setenv("LEPTON_NO_WORKER", "1")
+    monkeypatch.chdir(REPO)
+    return h
+
+
+def write_csv(path: Path, n: int = 40, text_col: str = "text", label_col: str = "label", labels=("pos", "neg")) -> Path:
+    pos = ["great", "lovely", "superb", "brilliant"]
+    neg = ["awful", "dreadful", "poor", "miserable"]
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", text_col, label_col])
+        for i in range(n):
+            good = i % len(labels) == 0
+            word = (pos if good else neg)[i // 2 % 4]
+            w.writerow([i, f"item {i} was {word}, truly {word}", labels[i % len(labels)]])
+    return path
+
+
+def app(page: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    if page:
+        at.switch_page(page)
+    at.query_params.update(query)
+    return at.run()
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    parts = [e.value for kind in ("markdown", "caption", "success", "info", "warning", "error", "title", "subheader")
+             for e in getattr(at, kind)]
+    return "\n".join(str(p) for p in parts)
+
+
+def ingest(path: Path):
+    from lepton.ui import data as data_ui
+
+    return data_ui.ingest_file(path)
+
+
+def submit(data_id: str, **kw) -> str:
+    from lepton.config import RunConfig
+    from lepton.jobs import launcher
+
+    return launcher.submit(RunConfig(data=data_id, **kw))
+
+
+def train_cli(data: str | Path, backbone: str = "tiny-text") -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run([sys.executable, "-m", "lepton", "train", "--data", str(data), "--backbone", backbone,
+                          "--adapter", "full", "--epochs", "1", "--batch-size", "8"],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=str(REPO))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
+
+
+# ---------------------------------------------------------------- every page renders
+@pytest.mark.parametrize("page", [None, "pages/data.py", "pages/train.py", "pages/runs.py", "pages/playground.py"])
+def test_every_page_renders_on_an_empty_home(lhome, page):
+    at = ok(app(page))
+    assert "Lepton" in texts(at) or at.title  # sidebar frame
+    # Empty states say what to do next instead of showing nothing.
+    if page in ("pages/train.py",):
+        assert "No datasets yet" in texts(at)
+    if page == "pages/runs.py":
+        assert "No runs yet" in texts(at)
+    if page == "pages/playground.py":
+        assert "No finished runs yet" in texts(at)
+
+
+def test_home_shows_one_demo_button_per_bundled_dataset(lhome):
+    at = ok(app())
+    n = sum((DEMO / f).exists() for f in ("topics.csv", "shapes.zip", "spoken_words.zip"))
+    assert len([b for b in at.button if b.label == "Train the demo"]) == n
+
+
+@pytest.mark.skipif(not (DEMO / "topics.csv").exists(), reason="text demo not bundled")
+def test_home_text_demo_ingests_and_queues_a_run(lhome):
+    from lepton.jobs.store import get_store
+
+    at = ok(app())
+    at.button(key="demo_text").click().run()
+    ok(at)
+    runs = get_store().list_runs()
+    assert len(runs) == 1 and runs[0]["status"] == "queued"
+    assert at.query_params.get("run") == runs[0]["id"]  # it took us to the run
+
+
+# ---------------------------------------------------------------- data
+def test_data_page_upload_picks_columns_and_ingests(lhome, tmp_path):
+    src = write_csv(tmp_path / "reviews.csv", text_col="sentence", label_col="sentiment")
+    at = ok(app("pages/data.py"))
+    at.file_uploader[0].upload("reviews.csv", src.read_bytes(), "text/csv")
+    ok(at.run())
+    # Columns found in the file, with the likely ones preselected.
+    text_sel = next(s for s in at.selectbox if s.label == "Text column")
+    label_sel = next(s for s in at.selectbox if s.label == "Label column")
+    assert set(text_sel.options) == {"id", "sentence", "sentiment"}
+    assert (text_sel.value, label_sel.value) == ("sentence", "sentiment")
+    at.button(key="ingest").click().run()
+    ok(at)
+    assert any("reviews.csv" in s.value and "40 examples" in s.value for s in at.success)
+    from lepton.data import list_datasets
+
+    (m,) = list_datasets()
+    assert m["columns"] and m["modality"] == "text"
+    assert any(x.label == "Examples" and x.value == "40" for x in at.metric)
+    assert at.dataframe  # datasets table + sample table
+    # The same file again is recognised and reused.
+    at.file_uploader[0].upload("reviews.csv", src.read_bytes(), "text/csv")
+    at.run()
+    next(s for s in at.selectbox if s.label == "Text column").set_value("sentence")
+    next(s for s in at.selectbox if s.label == "Label column").set_value("sentiment")
+    at.button(key="ingest").click().run()
+    assert any("already stored" in s.value for s in ok(at).success)
+
+
+def test_data_page_bad_upload_is_a_readable_error(lhome, tmp_path):
+    src = write_csv(tmp_path / "one.csv", labels=("only",))
+    at = ok(app("pages/data.py"))
+    at.file_uploader[0].upload("one.csv", src.read_bytes(), "text/csv")
+    at.run()
+    at.button(key="ingest").click().run()
+    ok(at)
+    assert at.error and "one.csv" in at.error[0].value
+    assert "Traceback" not in texts(at)
+
+
+def test_data_page_delete_asks_first(lhome, tmp_path):
+    res = ingest(write_csv(tmp_path / "d.csv"))
+    from lepton.data import list_datasets
+
+    at = ok(app("pages/data.py"))
+    at.button(key="delete").click().run()
+    assert list_datasets(), "deleted without confirmation"
+    at.button(key="delete_no").click().run()
+    at.button(key="delete").click().run()
+    at.button(key="delete_yes").click().run()
+    ok(at)
+    assert not list_datasets()
+    assert any(res.dataset.name in s.value for s in at.success)
+    assert "No datasets yet" in texts(at)
+
+
+@pytest.mark.skipif(not (DEMO / "shapes.zip").exists(), reason="image demo not bundled")
+def test_data_page_previews_images_and_audio(lhome):
+    at = ok(app("pages/data.py"))
+    at.file_uploader[0].upload("shapes.zip", (DEMO / "shapes.zip").read_bytes(), "application/zip")
+    at.run()
+    at.button(key="ingest").click().run()
+    assert len(ok(at).image) > 0
+
+
+# ---------------------------------------------------------------- train
+def _tiny_available(name: str) -> bool:
+    try:
+        from lepton.backbones import list_backbones
+
+        return any(s.name == name for s in list_backbones())
+    except Exception:
+        return False
+
+
+needs_tiny_text = pytest.mark.skipif(not _tiny_available("tiny-text"), reason="tiny-text backbone not registered yet")
+
+
+@needs_tiny_text
+def test_train_page_builds_config_and_submits(lhome, tmp_path):
+    from lepton.jobs.store import get_store
+
+    res = ingest(write_csv(tmp_path / "t.csv"))
+    at = ok(app("pages/train.py", dataset=res.dataset.id))
+    assert at.selectbox(key="train_dataset").value == res.dataset.id
+    bb = at.selectbox(key="train_backbone_text")
+    assert any(o.startswith("tiny-text ·") for o in bb.options)  # shown with its size and dim
+    bb.set_value("tiny-text").run()
+    ad = at.selectbox(key="train_adapter_tiny-text")
+    ad.set_value("full").run()
+    at.number_input(key="cfg_epochs").set_value(2).run()
+    at.number_input(key="cfg_batch_size").set_value(8).run()
+    ok(at)
+    cmd = next(c.value for c in at.code if c.value.startswith("lepton train"))
+    assert "--data " + res.dataset.id in cmd and "--backbone tiny-text" in cmd and "--adapter full" in cmd
+    assert "--epochs 2" in cmd and "--batch-size 8" in cmd
+    assert any("epochs: 2" in c.value for c in at.code)  # the YAML
+    # The trainable-parameter count is computed on demand.
+    at.button(key="count_params").click().run()
+    assert "trainable parameters" in texts(ok(at))
+    at.button(key="start").click().run()
+    ok(at)
+    (run,) = get_store().list_runs()
+    assert run["status"] == "queued"
+    assert run["config"]["backbone"] == "tiny-text" and run["config"]["epochs"] == 2
+    assert at.query_params.get("run") == run["id"]
+
+
+@needs_tiny_text
+def test_train_page_out_of_range_value_is_refused_by_the_widget(lhome, tmp_path):
+    res = ingest(write_csv(tmp_path / "t.csv"))
+    at = ok(app("pages/train.py", dataset=res.dataset.id))
+    from lepton.config import RunConfig
+
+    assert at.number_input(key="cfg_batch_size").min == 1
+    assert "Examples per optimisation step" in (at.number_input(key="cfg_batch_size").help or "")
+    assert RunConfig().batch_size == at.number_input(key="cfg_batch_size").value
+
+
+# ---------------------------------------------------------------- runs
+def test_runs_page_lists_and_cancels_a_queued_run(lhome, tmp_path):
+    from lepton.jobs.store import get_store
+
+    res = ingest(write_csv(tmp_path / "r.csv"))
+    rid = submit(res.dataset.id, name="my queued run")
+    at = ok(app("pages/runs.py"))
+    assert at.dataframe and "my queued run" in at.dataframe[0].value["name"].tolist()
+    at = ok(app("pages/runs.py", run=rid))
+    assert "my queued run" in texts(at)
+    at.button(key="cancel").click().run()
+    ok(at)
+    assert get_store().get_run(rid)["status"] == "cancelled"
+    assert at.button(key="resume")  # the buttons follow the status
+    at.button(key="resume").click().run()
+    assert get_store().get_run(rid)["status"] == "queued"
+
+
+def test_runs_page_reads_metrics_incrementally(lhome, tmp_path):
+    from lepton.jobs.store import get_store
+
+    store = get_store()
+    res = ingest(write_csv(tmp_path / "r.csv"))
+    rid = submit(res.dataset.id)
+    at = ok(app("pages/runs.py", run=rid))
+    seen = []
+    for step in range(1, 5):
+        store.add_metrics(rid, [{"step": step, "epoch": step / 4, "split": "train", "name": "loss", "value": 1 / step},
+                                {"step": step, "epoch": step / 4, "split": "system", "name": "rss_mb", "value": 300.0}])
+        at.run()  # what the fragment's one-second tick does in a browser
+        seen.append(next(c.value for c in ok(at).caption if "of training loss" in c.value))
+    assert [int(s.split()[0]) for s in seen] == [1, 2, 3, 4]
+    cache = at.session_state["_metric_cache"][rid]
+    assert cache["after"] == max(r["id"] for r in store.metrics(rid))
+
+
+def test_unknown_run_is_a_readable_error(lhome):
+    at = ok(app("pages/runs.py", run="nope"))
+    assert at.error and "nope" in at.error[0].value
+
+
+@pytest.fixture
+def finished_text_run(lhome, tmp_path) -> str:
+    if not _tiny_available("tiny-text"):
+        pytest.skip("tiny-text backbone not registered yet")
+    return train_cli(write_csv(tmp_path / "f.csv", n=48))
+
+
+def test_finished_run_shows_report_and_confusion_matrix(finished_text_run):
+    at = ok(app("pages/runs.py", run=finished_text_run))
+    labels = [m.label for m in at.metric]
+    assert any(l.startswith("Accuracy") for l in labels) and any(l.startswith("Macro-F1") for l in labels)
+    assert at.toggle(key=f"cm_norm_{finished_text_run}").value is False
+    at.toggle(key=f"cm_norm_{finished_text_run}").set_value(True).run()
+    ok(at)
+    assert at.button(key="to_playground")
+    with pytest.raises(KeyError):
+        at.button(key="cancel")  # nothing to cancel on a finished run
+
+
+def test_playground_predicts_with_a_finished_run(finished_text_run):
+    at = ok(app("pages/playground.py", run=finished_text_run))
+    assert at.selectbox(key="pg_run").value == finished_text_run
+    at.text_area(key=f"pg_text_{finished_text_run}").input("the hotel was superb, truly superb").run()
+    at.button(key="pg_predict").click().run()
+    ok(at)
+    assert "Prediction" in texts(at)
+    assert any(m.value.startswith("<div class='lp-big'>") for m in at.markdown)
+    at.button(key="pg_example").click().run()
+    assert "true label" in texts(ok(at))
