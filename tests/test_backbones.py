@@ -143,6 +143,8 @@ def test_text_padding_is_dynamic_and_truncates_at_max_length():
     bb.max_length = 8
     long = bb.preprocess(["word " * 100, "x"])
     assert long["input_ids"].shape == (2, 8) and long["attention_mask"][1].sum() == 3
+    bb.max_length = 4096  # past the position embeddings (512): clamped instead of crashing
+    assert features(bb, ["word " * 600]).shape == (1, 32)
 
 
 # ---------------------------------------------------------------- Hugging Face folders
@@ -243,7 +245,17 @@ def test_efficientnet_same_picture_is_closer_than_another_picture():
     f = features(bb, [flower, moved, china])
     assert f.shape == (3, 1280) and torch.isfinite(f).all()
     assert cos(f[0], f[1]) > cos(f[0], f[2]) + 0.2
-    assert bb.modules_for("lora") == ["_expand_conv", "_project_conv", "_conv_head"]
+    # LoRA on the pointwise convs: peft must be able to build its layers there, and gradients must flow.
+    from peft import LoraConfig, inject_adapter_in_model
+
+    bb.requires_grad_(False)
+    inject_adapter_in_model(LoraConfig(r=8, target_modules=bb.modules_for("lora")), bb)
+    lora = [p for n, p in bb.named_parameters() if "lora_" in n]
+    assert sum(p.numel() for p in lora) == 182_272
+    for p in lora:
+        p.requires_grad_(True)
+    bb.train().forward_features(**bb.preprocess([flower, china])).sum().backward()
+    assert all(p.grad is not None for p in lora)
 
 
 def _spoken_words(tmp_path: Path) -> dict[str, list]:

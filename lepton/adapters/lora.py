@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from peft import LoraConfig, inject_adapter_in_model
 from torch import nn
 
 from lepton.adapters.base import ADAPTERS, Adapter, Classifier
@@ -21,6 +20,8 @@ class LoRA(Adapter):
 
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         self.check(backbone)
+        from peft import LoraConfig, inject_adapter_in_model  # peft costs seconds to import: only when used
+
         o = self.options
         cfg = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout,
                          target_modules=backbone.modules_for(self.name), bias="none")

@@ -161,10 +161,21 @@ class HFText(HFBackbone):
     def preprocess(self, items: list[str]) -> dict[str, torch.Tensor]:
         texts = ["" if t is None else str(t) for t in items]
         # Dynamic padding: pad to the longest text in this batch, never to max_length.
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self._max_tokens(), return_tensors="pt")
         batch = {k: v for k, v in enc.items() if k in self._accepts}
         batch.setdefault("attention_mask", enc["attention_mask"])
         return batch
+
+    def _max_tokens(self) -> int:
+        """max_length, but never past what the model's position embeddings allow (MiniLM: 512)."""
+        limits = [int(self.max_length)]
+        tok_max = getattr(self.tokenizer, "model_max_length", None)
+        if isinstance(tok_max, int) and tok_max < 1_000_000:  # "unset" is a huge sentinel
+            limits.append(tok_max)
+        pos = getattr(getattr(self.model, "config", None), "max_position_embeddings", None)
+        if isinstance(pos, int) and pos > 0:
+            limits.append(pos)
+        return min(limits)
 
     def forward_features(self, **batch: torch.Tensor) -> torch.Tensor:
         mask = batch["attention_mask"]

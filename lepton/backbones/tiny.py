@@ -77,11 +77,11 @@ def _tiny_audio() -> HFAudio:
 
 
 BACKBONES.add("tiny-text", BackboneSpec(
-    name="tiny-text", modality="text", dim=DIM, params=30_000, tiny=True, loader=_tiny_text,
+    name="tiny-text", modality="text", dim=DIM, params=39_936, tiny=True, loader=_tiny_text,
     recommended_adapter="lora", description="Tiny random BERT (2 layers, 32-d, small WordPiece vocab) for tests"))
 BACKBONES.add("tiny-image", BackboneSpec(
-    name="tiny-image", modality="image", dim=DIM, params=30_000, tiny=True, loader=_tiny_image,
+    name="tiny-image", modality="image", dim=DIM, params=23_904, tiny=True, loader=_tiny_image,
     recommended_adapter="linear-probe", description="Tiny random ViT (32x32 input, 8x8 patches, 2 layers, 32-d) for tests"))
 BACKBONES.add("tiny-audio", BackboneSpec(
-    name="tiny-audio", modality="audio", dim=DIM, params=45_000, tiny=True, loader=_tiny_audio,
+    name="tiny-audio", modality="audio", dim=DIM, params=43_440, tiny=True, loader=_tiny_audio,
     recommended_adapter="linear-probe", description="Tiny random wav2vec2 (16 kHz, 2 layers, 32-d) for tests"))

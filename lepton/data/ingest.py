@@ -174,7 +174,7 @@ def load_dataset(id_or_path: str | os.PathLike | Dataset, **ingest_kwargs: Any) 
     if len(matches) > 1:
         raise DataError(f"`{key}` matches {len(matches)} datasets ({quote_list([m.name for m in matches])}): give more of the id")
     raise DataError(
-        f"no dataset or file `{Path(key).name or key}`: give a dataset id (see the Data page or `lepton data list`) "
+        f"no dataset or file `{Path(key).name or key}`: give a dataset id (see the Data page or `lepton datasets`) "
         "or a path to a .csv/.tsv/.jsonl file, a folder or a .zip"
     )
 
@@ -199,7 +199,7 @@ def delete_dataset(dataset_id: str) -> None:
     """Remove a stored dataset (by id or unique prefix)."""
     matches = _match_ids(str(dataset_id))
     if not matches:
-        raise DataError(f"no dataset `{dataset_id}`: see the Data page or `lepton data list` for ids")
+        raise DataError(f"no dataset `{dataset_id}`: see the Data page or `lepton datasets` for ids")
     if len(matches) > 1:
         raise DataError(f"`{dataset_id}` matches {len(matches)} datasets ({quote_list([m.name for m in matches])}): give more of the id")
     # Rename first so a half-deleted folder is never seen as a dataset.

@@ -26,7 +26,7 @@ def _layout(fig: go.Figure, title: str | None = None, height: int = 260, **kw: A
 
 def curve(series: dict[str, tuple[list, list]], title: str, x_title: str = "step", y_title: str | None = None,
           y_range: tuple[float, float] | None = None, height: int = 260, empty_note: str = "waiting for the first point…",
-          y_format: str | None = None) -> go.Figure:
+          y_format: str | None = None, x_range: tuple[float, float] | None = None) -> go.Figure:
     """Line chart of named series {name: (xs, ys)}; markers when there are few points."""
     fig = go.Figure()
     for i, (name, (xs, ys)) in enumerate(series.items()):
@@ -43,6 +43,9 @@ def curve(series: dict[str, tuple[list, list]], title: str, x_title: str = "step
         fig.update_yaxes(tickformat=y_format)
     if y_range:
         fig.update_yaxes(range=list(y_range))
+    if x_range:
+        most = max((max(xs) for xs, _ in series.values() if len(xs)), default=0)
+        fig.update_xaxes(range=[x_range[0], max(x_range[1], most) * 1.02 or 1])
     return _layout(fig, title, height, showlegend=len(series) > 1)
 
 

@@ -116,6 +116,8 @@ def fmt_duration(s: float | None) -> str:
     if s is None:
         return "–"
     s = max(0.0, float(s))
+    if s < 10:
+        return f"{s:.1f} s"
     if s < 60:
         return f"{s:.0f} s"
     if s < 3600:

@@ -195,15 +195,16 @@ def datasets_table(manifests: list[dict]) -> None:
             "size": common.fmt_bytes(m.get("bytes")), "added": common.fmt_ago(m.get("created")), "id": m["id"],
         })
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
-        "name": st.column_config.TextColumn(width="medium"),
-        "modality": st.column_config.TextColumn(width="small"),
-        "labels": st.column_config.NumberColumn(width="small"),
-        "label names": st.column_config.TextColumn(width="medium"),
-        "train": st.column_config.NumberColumn(width="small"),
-        "val": st.column_config.NumberColumn(width="small"),
-        "test": st.column_config.NumberColumn(width="small"),
-        "size": st.column_config.TextColumn(width="small"),
-        "id": st.column_config.TextColumn(width="small"),
+        "name": st.column_config.TextColumn(width=150),
+        "modality": st.column_config.TextColumn(width=75),
+        "labels": st.column_config.NumberColumn(width=60),
+        "label names": st.column_config.TextColumn(width=200),
+        "train": st.column_config.NumberColumn(width=60),
+        "val": st.column_config.NumberColumn(width=50),
+        "test": st.column_config.NumberColumn(width=50),
+        "size": st.column_config.TextColumn(width=80),
+        "added": st.column_config.TextColumn(width=90),
+        "id": st.column_config.TextColumn(width=110),
     })
 
 

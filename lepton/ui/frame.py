@@ -18,9 +18,23 @@ PAGES = [
 ]
 
 
+def _warm_imports() -> None:
+    # torch (behind the backbone registry), plotly and pandas take seconds to import on a small
+    # CPU; importing them in the background once makes the first visit to every page fast.
+    try:
+        import plotly.graph_objects  # noqa: F401
+
+        import lepton.adapters  # noqa: F401
+        import lepton.backbones  # noqa: F401
+        import lepton.data  # noqa: F401
+    except Exception:  # noqa: BLE001 - the pages report real import problems themselves
+        pass
+
+
 @st.cache_resource(show_spinner=False)
 def _start_worker_once(home: str) -> int | None:
     """Once per server process and LEPTON_HOME: `make run` alone gives a working system."""
+    threading.Thread(target=_warm_imports, name="lepton-warm-imports", daemon=True).start()
     if os.environ.get("LEPTON_NO_WORKER"):
         return None
     from lepton.jobs import launcher
@@ -32,13 +46,21 @@ def _start_worker_once(home: str) -> int | None:
 _run = threading.local()
 
 
-def navigation():
-    _run.routed = True
+def _pages() -> list:
+    return [st.Page(path, title=title, icon=icon, default=(path == common.PAGE_HOME)) for path, title, icon in PAGES]
+
+
+def _page_setup() -> None:
     st.set_page_config(page_title="Lepton", page_icon=str(common.ASSETS / "logo.svg"), layout="wide",
                        initial_sidebar_state="expanded")
     common.inject_css()
-    return st.navigation([st.Page(path, title=title, icon=icon, default=(path == common.PAGE_HOME))
-                          for path, title, icon in PAGES])
+
+
+def navigation():
+    """app.py's router: page setup and st.navigation; the caller runs the returned page."""
+    _run.routed = True
+    _page_setup()
+    return st.navigation(_pages())
 
 
 def done() -> None:
@@ -46,17 +68,26 @@ def done() -> None:
 
 
 def require_router() -> None:
-    """Make sure a page runs inside app.py's frame.
+    """Make sure a page runs inside the frame, even when app.py did not route it.
 
-    Streamlit starts in its legacy "pages/ folder" mode until some run calls st.navigation; if the
-    first request after a server start is a deep link (/runs?run=…), it would run the page file
-    alone: no sidebar, no style, the folder's file names as navigation. The public st.navigation
-    call switches that mode off for the server, and the rerun then goes through app.py.
+    Streamlit starts in its legacy "pages/ folder" mode until some script run calls st.navigation:
+    if the first request after a server start is a deep link (/runs?run=…), it runs the page file
+    alone (no sidebar, no style, file names as navigation, and it stays so for every session).
+    The public st.navigation call switches that mode off for the server, and a rerun then goes
+    through app.py; that is the first run of a fresh page load, so no click is lost.
+    AppTest resets the mode before every run: there the frame is drawn inline instead, since a
+    rerun would swallow the click that started the run.
     """
     if getattr(_run, "routed", False):
         return
-    st.navigation([st.Page(path, title=title) for path, title, _ in PAGES], position="hidden")
-    st.rerun()
+    from streamlit import config as st_config  # AppTest patches this module's get_option, not st.get_option
+
+    if not st_config.get_option("global.appTest"):
+        st.navigation(_pages(), position="hidden")
+        st.rerun()
+    _page_setup()
+    st.navigation(_pages())
+    sidebar()
 
 
 def sidebar() -> None:

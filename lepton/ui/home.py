@@ -95,7 +95,7 @@ def _recent_rows(limit: int, was_active: bool) -> None:
         cfg = r.get("config") or {}
         metrics = (r.get("result") or {}).get("metrics") or {}
         with st.container(border=True):
-            c = st.columns([1.1, 3, 2, 1.2, 0.9], vertical_alignment="center")
+            c = st.columns([1.1, 2.8, 2.6, 1.1, 0.8], vertical_alignment="center")
             with c[0]:
                 common.status_badge(r["status"])
             backbone, adapter = common.model_names(cfg, (datasets.get(cfg.get("data")) or {}).get("modality"))

@@ -55,7 +55,7 @@ def pick_run() -> dict | None:
 def show_prediction(out: dict) -> None:
     probs = out.get("probs") or {}
     label = out.get("label")
-    with st.container(key="prediction"):
+    with st.container(key="prediction", border=True):
         c1, c2 = st.columns([1, 2])
         with c1:
             st.caption("Prediction")
@@ -85,7 +85,12 @@ def text_input(run_id: str) -> None:
     if pending is not None:  # an example picked last run: fill the box before it is drawn
         st.session_state[f"pg_text_{run_id}"] = pending
     text = st.text_area("Text", key=f"pg_text_{run_id}", height=120, placeholder="Type or paste a sentence…")
-    if st.button("Predict", type="primary", icon=":material/bolt:", key="pg_predict", disabled=not text.strip()):
+    # Never disabled: a text area only sends its value on blur, so a button disabled "until there is
+    # text" would still look disabled right after the user typed.
+    if st.button("Predict", type="primary", icon=":material/bolt:", key="pg_predict"):
+        if not text.strip():
+            st.warning("Type a sentence first.")
+            return
         with common.guard("Could not predict"):
             st.session_state["pg_out"] = (run_id, predict(run_id, text), None)
             st.session_state.pop("pg_truth", None)

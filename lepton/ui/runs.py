@@ -90,37 +90,32 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
         ds = datasets.get(cfg.get("data")) or {}
         backbone, adapter = common.model_names(cfg, ds.get("modality"))
         res = (r.get("result") or {}).get("metrics") or {}
-        end = r.get("finished") or (time.time() if r["status"] == "running" else None)
         rows.append({
             "status": r["status"],
-            "name": r.get("name") or cfg.get("name") or "",
+            "name": r.get("name") or cfg.get("name") or r["id"],
             "dataset": ds.get("name") or cfg.get("data") or "",
             "backbone": backbone,
             "adapter": adapter,
             "progress": float(r.get("progress") or 0.0),
             "accuracy": res.get("accuracy"),
             "macro-F1": res.get("macro_f1"),
-            "time": common.fmt_duration(end - r["started"]) if r.get("started") and end else "–",
             "created": common.fmt_ago(r.get("created")),
-            "id": r["id"],
         })
     return pd.DataFrame(rows)
 
 
 RUNS_COLUMNS = {
-    "status": st.column_config.TextColumn(width=96),
-    "name": st.column_config.TextColumn(width=170),
+    "status": st.column_config.TextColumn(width=90),
+    "name": st.column_config.TextColumn(width=170, help="The run's name, or its id"),
     "dataset": st.column_config.TextColumn(width=120),
     "backbone": st.column_config.TextColumn(width=120),
-    "adapter": st.column_config.TextColumn(width=96),
-    "progress": st.column_config.ProgressColumn(width=96, min_value=0.0, max_value=1.0, format="percent"),
+    "adapter": st.column_config.TextColumn(width=95),
+    "progress": st.column_config.ProgressColumn(width=100, min_value=0.0, max_value=1.0, format="percent"),
     "accuracy": st.column_config.NumberColumn("accuracy", width=80, format="percent",
                                               help="Test accuracy of a finished run"),
-    "macro-F1": st.column_config.NumberColumn("macro-F1", width=80, format="%.3f",
+    "macro-F1": st.column_config.NumberColumn("macro-F1", width=75, format="%.3f",
                                               help="Test macro-F1 of a finished run"),
-    "time": st.column_config.TextColumn(width=90),
-    "created": st.column_config.TextColumn(width=100),
-    "id": st.column_config.TextColumn(width=170),
+    "created": st.column_config.TextColumn(width=90),
 }
 
 
@@ -187,7 +182,7 @@ def header(run: dict) -> None:
     cfg = run.get("config") or {}
     ds = common.datasets_by_id().get(cfg.get("data")) or {}
     backbone, adapter = common.model_names(cfg, ds.get("modality"))
-    title = run.get("name") or cfg.get("name") or f"Run {run['id']}"
+    title = run.get("name") or cfg.get("name") or f"{ds.get('name') or cfg.get('data')} · {backbone} + {adapter}"
     st.markdown(f"## {title}")
     st.markdown(
         f"<span class='lp-kv'>id <code>{run['id']}</code> · dataset <b>{ds.get('name') or cfg.get('data')}</b>"
@@ -226,7 +221,7 @@ def live(run_id: str, active: bool) -> None:
 
 
 def _live_body(run_id: str, was_active: bool) -> None:
-    with common.guard("Could not read the run"):
+    with st.container(key="live"), common.guard("Could not read the run"):
         _live(run_id, was_active)
 
 
@@ -274,6 +269,7 @@ def progress_block(run: dict, rows: list[dict]) -> None:
 def curves(run: dict, rows: list[dict]) -> None:
     loss = series(rows, "train", "loss")
     n_val = len(series(rows, "val", "accuracy", "epoch")[0])
+    epochs = planned_epochs(run)
     n = len(loss[0])
     st.caption(f"{n} point{'s' if n != 1 else ''} of training loss · {n_val} validation point{'s' if n_val != 1 else ''}")
     waiting = "waiting for the first step…" if run["status"] in ACTIVE else "no data"
@@ -285,6 +281,7 @@ def curves(run: dict, rows: list[dict]) -> None:
         st.plotly_chart(charts.curve({"accuracy": series(rows, "val", "accuracy", "epoch"),
                                       "macro-F1": series(rows, "val", "macro_f1", "epoch")},
                                      "Validation", x_title="epoch", y_range=(0, 1.02),
+                                     x_range=(0, epochs) if epochs else None,
                                      empty_note="after the first epoch" if run["status"] in ACTIVE else "no data"),
                         key="fig_val", config={"displayModeBar": False})
     c, d = st.columns(2)
@@ -294,6 +291,21 @@ def curves(run: dict, rows: list[dict]) -> None:
     with d.container(key="chart-speed"):
         st.plotly_chart(charts.curve({"samples/s": series(rows, "train", "samples_per_s")}, "Throughput (samples/s)",
                                      height=220, empty_note=waiting), key="fig_speed", config={"displayModeBar": False})
+
+
+def planned_epochs(run: dict) -> int | None:
+    """Epochs the run is set to train (its config, else its adapter's default): the validation chart's width."""
+    cfg = run.get("config") or {}
+    if cfg.get("epochs"):
+        return int(cfg["epochs"])
+    try:
+        from lepton.adapters import ADAPTERS
+
+        ds = common.datasets_by_id().get(cfg.get("data")) or {}
+        _, adapter = common.model_names(cfg, ds.get("modality"))
+        return int(ADAPTERS.get(adapter).default_epochs)
+    except Exception:  # noqa: BLE001 - the chart then scales to its points
+        return None
 
 
 # ---------------------------------------------------------------- the end of a run

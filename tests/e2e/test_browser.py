@@ -302,3 +302,16 @@ def test_media_upload_train_finish_predict(server, page, tmp_path, modality, arc
     page.locator(".st-key-prediction .js-plotly-plot").wait_for(timeout=120_000)
     assert page.locator(".st-key-prediction .lp-big").inner_text().strip()
     shot(page, f"{modality}_04_playground")
+
+
+def test_home_and_runs_list_show_every_run(server, page):
+    goto(page, server, "/")
+    page.get_by_text("Recent runs").wait_for()
+    finished = page.locator("[data-testid='stMain']").get_by_text("finished", exact=True)
+    finished.first.wait_for()
+    assert finished.count() >= 3, "the three runs above should be listed as finished"
+    shot(page, "overview_01_home")
+    goto(page, server, "/runs")
+    page.locator("[data-testid='stDataFrame']").wait_for()
+    time.sleep(1.5)  # the table is drawn on a canvas a moment after it appears
+    shot(page, "overview_02_runs")
