@@ -66,7 +66,7 @@ class Adapter:
 
     @staticmethod
     def count(model: nn.Module) -> dict[str, Any]:
-        total = sum(p.numel() for p in model.parameters())
+        total = sum(p.numel() for p in model.parameters()) + getattr(getattr(model, "backbone", None), "external_params", 0)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         return {"trainable": trainable, "total": total, "fraction": trainable / max(total, 1)}
 

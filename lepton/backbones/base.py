@@ -21,6 +21,8 @@ class Backbone(nn.Module):
     dim: int = 0
     # Adapters that cannot work on this backbone (e.g. a non-torch ONNX encoder supports only frozen ones).
     trainable: bool = True
+    # Weights that live outside torch (an ONNX graph), so parameter counts stay honest.
+    external_params: int = 0
 
     def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
         """Raw items (str / PIL.Image RGB / (float32 mono waveform, sample_rate)) -> a batch of tensors."""

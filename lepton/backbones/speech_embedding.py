@@ -62,6 +62,7 @@ class SpeechEmbedding(Backbone):
     modality = "audio"
     dim = 96
     trainable = False
+    external_params = 330_000  # the two ONNX graphs (mel front end + embedding)
     supports = ("linear-probe",)
     sample_rate = 16000
     clip_seconds = 2.0
@@ -123,7 +124,7 @@ class SpeechEmbedding(Backbone):
 
 
 BACKBONES.add("speech-embedding", BackboneSpec(
-    name="speech-embedding", modality="audio", dim=96, params=330_000, loader=SpeechEmbedding, default=True,
+    name="speech-embedding", modality="audio", dim=96, params=SpeechEmbedding.external_params, loader=SpeechEmbedding, default=True,
     recommended_adapter="linear-probe", supports=("linear-probe",),
     # identity keys the frozen-feature cache: bump "v" when preprocessing or pooling changes.
     extra={"identity": {"v": 1, "window_s": SpeechEmbedding.clip_seconds, "pool": "mean"}},

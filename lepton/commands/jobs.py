@@ -32,11 +32,12 @@ def _scores(run: dict) -> tuple[float | None, float | None]:
 
 def _summary(run: dict) -> dict:
     cfg = run.get("config") or {}
+    resolved = ((run.get("result") or {}).get("metrics") or {})  # what "default" turned out to be
     acc, f1 = _scores(run)
     return {
         "id": run["id"], "name": run.get("name"), "status": run["status"], "progress": run.get("progress"),
-        "phase": run.get("phase"), "dataset": run.get("dataset"), "backbone": cfg.get("backbone"),
-        "adapter": cfg.get("adapter"), "accuracy": acc, "macro_f1": f1, "created": run.get("created"),
+        "phase": run.get("phase"), "dataset": run.get("dataset"), "backbone": resolved.get("backbone") or cfg.get("backbone"),
+        "adapter": resolved.get("adapter") or cfg.get("adapter"), "accuracy": acc, "macro_f1": f1, "created": run.get("created"),
         "attempt": run.get("attempt"), "run_dir": run.get("run_dir"),
     }
 

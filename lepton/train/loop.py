@@ -6,6 +6,7 @@ The same function serves `lepton train` in the foreground and the background wor
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import random
@@ -80,6 +81,9 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     counts = adapter.count(model)
     epochs = config.epochs or adapter.default_epochs
     lr = config.lr if config.lr is not None else adapter.default_lr
+    # Save the resolved choices: config.yaml then reproduces this run even if defaults change later.
+    dataclasses.replace(config, backbone=spec.name, adapter=adapter_name, epochs=epochs, lr=lr).save(
+        run_dir / "config.yaml")
     emit("log", level="info", message=f"{spec.name} + {adapter_name}: {counts['trainable']:,} of "
          f"{counts['total']:,} parameters train; {epochs} epochs at lr {lr:g}; {device.type}"
          f"{' bf16' if bf16 else ' fp32'}")
@@ -232,6 +236,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     seconds = time.time() - t_start
     summary = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "eval_split": test_name,
+               "backbone": spec.name, "adapter": adapter_name,
                "best_val_macro_f1": state["best"] if state["best"] >= 0 else None,
                "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "steps": state["step"],
                "train_seconds": round(state["train_s"], 3),
