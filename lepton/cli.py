@@ -35,12 +35,13 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(RunConfig)
     for f in dataclasses.fields(RunConfig):
         flag = "--" + f.name.replace("_", "-")
+        aliases = tuple(f.metadata.get("flags", ()))  # short spellings, e.g. --from for --from-run
         helptext = f.metadata.get("help", "")
         if hints[f.name] is bool:
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+            p.add_argument(flag, *aliases, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
         else:
             choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
-            p.add_argument(flag, dest=f.name, default=None, choices=choices, help=helptext)
+            p.add_argument(flag, *aliases, dest=f.name, default=None, choices=choices, help=helptext)
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

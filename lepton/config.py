@@ -37,6 +37,8 @@ class RunConfig:
     lora_alpha: int = opt(16, "LoRA scaling alpha", min=1, max=512, group="model")
     lora_dropout: float = opt(0.05, "Dropout on the LoRA branch", min=0.0, max=0.9, group="model")
     max_length: int = opt(128, "Text: longest token sequence kept (longer texts are truncated)", min=8, max=4096, group="model")
+    from_run: str | None = opt(None, "Warm start from a finished run's adapted backbone (and its head when the labels match)",
+                               group="model", flags=("--from",))
 
     epochs: int | None = opt(None, "Passes over the training split; empty = the adapter's default", min=1, max=1000, group="training")
     batch_size: int = opt(32, "Examples per optimisation step", min=1, max=4096, group="training")

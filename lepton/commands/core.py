@@ -104,14 +104,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run", help="run id, id prefix or run folder")
-    p.add_argument("--data", required=True, help="dataset id, file, folder or .zip; all of it is evaluated")
+    p.add_argument("--data", required=True, help="dataset id, file, folder or .zip (a file or folder is all test)")
+    p.add_argument("--split", default="auto",
+                   help="split to score: auto (the held-out test split, else validation, else all), test, val, train or all")
 
 
-@command("eval", "Evaluate a finished run on another dataset; prints a JSON report", _eval_args)
+@command("eval", "Evaluate a finished run on another dataset and store it; prints a JSON report", _eval_args)
 def cmd_eval(args: argparse.Namespace) -> int:
-    from lepton.evaluate import evaluate_run
+    from lepton.transfer import evaluate_and_store
 
-    print_json(evaluate_run(args.run, args.data))
+    print_json(evaluate_and_store(args.run, args.data, split=args.split))
     return 0
 
 

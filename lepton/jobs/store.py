@@ -28,7 +28,7 @@ from lepton.config import RunConfig
 from lepton.errors import RunError
 from lepton.jobs.status import Status
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: evaluations (a finished run scored on another dataset)
 LOG_TAIL_LINES = 50
 
 _SCHEMA = """
@@ -78,6 +78,15 @@ CREATE TABLE IF NOT EXISTS metrics (
     time    REAL
 );
 CREATE INDEX IF NOT EXISTS metrics_run ON metrics (run_id, id);
+CREATE TABLE IF NOT EXISTS evaluations (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      TEXT NOT NULL,
+    dataset_id  TEXT NOT NULL,
+    split       TEXT,                 -- the evaluated split: test, val, or all
+    metrics     TEXT NOT NULL,        -- json: accuracy, macro_f1, n, ece, per-class F1
+    created     REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS evaluations_run ON evaluations (run_id, dataset_id);
 CREATE TABLE IF NOT EXISTS heartbeats (
     worker_id  TEXT PRIMARY KEY,
     pid        INTEGER,
@@ -156,7 +165,9 @@ class Store:
                         for stmt in _SCHEMA.split(";"):  # (so no ";" inside the comments above)
                             if stmt.strip():
                                 conn.execute(stmt)
-                        # Later versions add their ALTER TABLE steps here, keyed on the old version.
+                        # Every statement is IF NOT EXISTS, so re-running the schema is the 1 -> 2
+                        # migration (it adds the evaluations table). Later versions add their
+                        # ALTER TABLE steps here, keyed on the old version.
                         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     conn.execute("COMMIT")
                 except BaseException:
@@ -302,6 +313,7 @@ class Store:
         """Drop the row and its metrics (the caller removes the folder if it wants to)."""
         with self._write() as c:
             c.execute("DELETE FROM metrics WHERE run_id=?", (run_id,))
+            c.execute("DELETE FROM evaluations WHERE run_id=?", (run_id,))
             return c.execute("DELETE FROM runs WHERE id=?", (run_id,)).rowcount > 0
 
     def claim_next(self, worker_id: str, pid: int) -> dict | None:
@@ -464,6 +476,31 @@ class Store:
             if after_step is None:
                 return c.execute("DELETE FROM metrics WHERE run_id=?", (run_id,)).rowcount
             return c.execute("DELETE FROM metrics WHERE run_id=? AND step>?", (run_id, after_step)).rowcount
+
+    # ---------------------------------------------------------------- evaluations
+    def add_evaluation(self, run_id: str, dataset_id: str, metrics: dict, split: str | None = None) -> int:
+        """Record a finished run's score on a dataset (`lepton eval`, the run page's button); returns its id."""
+        with self._write() as c:
+            return c.execute(
+                "INSERT INTO evaluations (run_id, dataset_id, split, metrics, created) VALUES (?,?,?,?,?)",
+                (run_id, dataset_id, split, json.dumps(metrics, default=str), _now()),
+            ).lastrowid
+
+    def evaluations(self, run_id: str | None = None, dataset_id: str | None = None) -> list[dict]:
+        """Stored evaluations, oldest first (so the last one per run and dataset is the newest)."""
+        sql, args = "SELECT * FROM evaluations WHERE 1=1", []
+        if run_id is not None:
+            sql += " AND run_id=?"
+            args.append(run_id)
+        if dataset_id is not None:
+            sql += " AND dataset_id=?"
+            args.append(dataset_id)
+        out = []
+        for r in self._read(sql + " ORDER BY created, id", args):
+            d = dict(r)
+            d["metrics"] = json.loads(d["metrics"]) if d["metrics"] else {}
+            out.append(d)
+        return out
 
     # ---------------------------------------------------------------- liveness
     def heartbeat(self, worker_id: str, pid: int, run_id: str | Iterable[str] | None = None) -> None:
@@ -688,3 +725,5 @@ heartbeat = _shortcut("heartbeat")
 live_workers = _shortcut("live_workers")
 reap_dead = _shortcut("reap_dead")
 emitter = _shortcut("emitter")
+add_evaluation = _shortcut("add_evaluation")
+evaluations = _shortcut("evaluations")

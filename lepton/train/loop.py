@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from lepton import __version__, paths
+from lepton import __version__, baseline, paths, transfer
 from lepton.adapters import AdapterOptions, get_adapter
 from lepton.backbones import default_backbone, resolve_backbone
 from lepton.config import RunConfig
@@ -66,6 +66,8 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
 
     # ---- 3. Model: backbone + adapter + head ----
     spec = resolve_backbone(config.backbone or default_backbone(ds.modality).name, ds.modality)
+    if config.from_run:  # warm start: building this spec gives the source run's adapted backbone (lepton/transfer.py)
+        spec = transfer.source_spec(config, ds.modality)
     if spec.modality != ds.modality:
         raise IncompatibleError(f"backbone '{spec.name}' is for {spec.modality}, but the data is {ds.modality}; "
                                 f"`lepton backbones --modality {ds.modality}` lists the ones that fit")
@@ -78,6 +80,8 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     backbone.max_length = config.max_length
     torch.manual_seed(config.seed)  # the head's init must not depend on how the backbone loaded
     model = adapter.wrap(backbone, classification_head(backbone.dim, ds.num_classes))
+    if config.from_run:  # ...and the source run's head too, when the labels match
+        transfer.load_head(model, config.from_run, ds.classes, emit)
     counts = adapter.count(model)
     epochs = config.epochs or adapter.default_epochs
     lr = config.lr if config.lr is not None else adapter.default_lr
@@ -224,15 +228,19 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     rep = full_report(test[1], probs, ds.classes, refs=[e.ref for e in test[0]])
     emit("metrics", step=state["step"], epoch=float(state["epoch"]), split="test",
          values={"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
+    # Pretrained vs fine-tuned, embedding maps and predictions.csv (lepton/baseline.py; best effort).
+    rep.update(baseline.extras(run_dir, model, spec, adapter.frozen, config, device, bf16, (ds, train), (test_ds, test),
+                               probs, emit))
 
     # ---- 9. Save: safetensors weights + what Predictor needs, and report.json ----
     progress.add(0, "save", "saving the model", force=True)
     model_dir = run_dir / "model"
     model_dir.mkdir(exist_ok=True)
-    save_file(_trainable_state(model), model_dir / "model.safetensors")
+    save_file(transfer.saved_state(model) if config.from_run else _trainable_state(model), model_dir / "model.safetensors")
     meta = {"lepton_version": __version__, "run_id": run_id, "modality": ds.modality, "classes": ds.classes,
             "backbone": spec.name, "adapter": adapter_name, "dim": backbone.dim, "max_length": config.max_length,
-            "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout}}
+            "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout},
+            "from_run": spec.extra.get("from_run")}
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2))
     seconds = time.time() - t_start
     summary = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "eval_split": test_name,
@@ -265,6 +273,8 @@ def preflight(config: RunConfig) -> None:
         if spec is not None and config.adapter not in spec.supports:
             raise IncompatibleError(f"backbone '{spec.name}' does not support the '{config.adapter}' adapter; "
                                     f"use one of: {', '.join(spec.supports)}")
+    if config.from_run:  # the source exists, has finished and fits
+        transfer.check_source(config, modality)
 
 
 # ---------------------------------------------------------------- helpers (no hidden control flow)

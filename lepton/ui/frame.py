@@ -14,6 +14,8 @@ PAGES = [
     (common.PAGE_DATA, "Data", ":material/database:"),
     (common.PAGE_TRAIN, "Train", ":material/model_training:"),
     (common.PAGE_RUNS, "Runs", ":material/monitoring:"),
+    ("pages/compare.py", "Compare", ":material/compare_arrows:"),
+    ("pages/transfer.py", "Transfer", ":material/swap_horiz:"),
     (common.PAGE_PLAYGROUND, "Playground", ":material/science:"),
 ]
 
@@ -47,7 +49,9 @@ _run = threading.local()
 
 
 def _pages() -> list:
-    return [st.Page(path, title=title, icon=icon, default=(path == common.PAGE_HOME)) for path, title, icon in PAGES]
+    # Pages other areas add (Compare, Transfer) join the navigation once their file exists.
+    return [st.Page(path, title=title, icon=icon, default=(path == common.PAGE_HOME))
+            for path, title, icon in PAGES if (common.ROOT / path).exists()]
 
 
 def _page_setup() -> None:

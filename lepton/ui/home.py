@@ -8,9 +8,9 @@ from lepton.ui import common
 
 # (modality, file under assets/demo, title, what it is)
 DEMOS = [
-    ("text", "topics.csv", "Text: topics", "Short sentences labelled by topic."),
-    ("image", "shapes.zip", "Images: shapes", "Small pictures of shapes, one folder per shape."),
-    ("audio", "spoken_words.zip", "Audio: spoken words", "Short clips of spoken words, one folder per word."),
+    ("text", "topics.csv", "Text: topics", "Sentences labelled by topic."),
+    ("image", "shapes.zip", "Images: shapes", "Pictures of shapes, by shape."),
+    ("audio", "spoken_words.zip", "Audio: spoken words", "Short clips of spoken words."),
 ]
 
 
@@ -99,7 +99,9 @@ def _recent_rows(limit: int, was_active: bool) -> None:
             with c[0]:
                 common.status_badge(r["status"])
             backbone, adapter = common.model_names(cfg, (datasets.get(cfg.get("data")) or {}).get("modality"))
-            c[1].markdown(f"**{r.get('name') or r['id']}**  \n<span class='lp-muted'>{backbone} · {adapter}</span>",
+            ds = datasets.get(cfg.get("data")) or {}
+            title = r.get("name") or f"{ds.get('name') or cfg.get('data')} · {backbone} + {adapter}"
+            c[1].markdown(f"**{title}**  \n<span class='lp-muted'>{backbone} · {adapter} · {r['id']}</span>",
                           unsafe_allow_html=True)
             if r["status"] == "finished" and metrics.get("accuracy") is not None:
                 c[2].markdown(f"accuracy **{metrics['accuracy']:.1%}** · macro-F1 **{metrics.get('macro_f1', 0):.3f}**")

@@ -14,11 +14,21 @@ AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
-def predictor(run_id: str) -> Any:
-    """One loaded model per run id, shared by every session (loading it is the slow part)."""
+def _load(run_id: str, stamp: float) -> Any:
+    """One loaded model per run (and saved-model version), shared by every session."""
     from lepton.predict import Predictor
 
     return Predictor.load(run_id)
+
+
+def predictor(run_id: str) -> Any:
+    from pathlib import Path
+
+    run = common.store().get_run(run_id) or {}
+    weights = Path(run.get("run_dir") or "") / "model" / "model.safetensors"
+    # A resumed or re-finished run writes new weights under the same id: reload then.
+    stamp = weights.stat().st_mtime if weights.exists() else 0.0
+    return _load(run_id, stamp)
 
 
 def predict(run_id: str, x: Any) -> dict:

@@ -106,7 +106,7 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
 
 RUNS_COLUMNS = {
     "status": st.column_config.TextColumn(width=90),
-    "name": st.column_config.TextColumn(width=170, help="The run's name, or its id"),
+    "name": st.column_config.TextColumn(width=150, help="The run's name, or its id"),
     "dataset": st.column_config.TextColumn(width=120),
     "backbone": st.column_config.TextColumn(width=120),
     "adapter": st.column_config.TextColumn(width=95),
@@ -258,15 +258,23 @@ def progress_block(run: dict, rows: list[dict]) -> None:
         elif status == "queued":
             bits.append("waiting for the worker to pick it up")
         st.caption(" · ".join(bits) if bits else "")
+    rss, gpu = latest(rows, "system", "rss_mb"), latest(rows, "system", "gpu_mb")
+    if rss is None and status not in ACTIVE:
+        return
     with c2:
-        rss, gpu = latest(rows, "system", "rss_mb"), latest(rows, "system", "gpu_mb")
+        peak = max((r["value"] for r in rows if r["split"] == "system" and r["name"] == "rss_mb"
+                    and r["value"] is not None), default=None)
         st.metric("Memory (RSS)", f"{rss:,.0f} MB" if rss is not None else "–",
-                  help="Resident memory of the training process" + (f"; GPU {gpu:,.0f} MB" if gpu else ""))
+                  help="Resident memory of the training process, last reading"
+                       + (f"; peak {peak:,.0f} MB" if peak is not None else "") + (f"; GPU {gpu:,.0f} MB" if gpu else ""))
         if gpu:
             st.caption(f"GPU {gpu:,.0f} MB")
 
 
 def curves(run: dict, rows: list[dict]) -> None:
+    if not rows and run["status"] not in ACTIVE:
+        st.caption("No training step was recorded for this run.")
+        return
     loss = series(rows, "train", "loss")
     n_val = len(series(rows, "val", "accuracy", "epoch")[0])
     epochs = planned_epochs(run)
@@ -372,12 +380,32 @@ def final_report(run: dict, report: dict) -> None:
             if report.get("confusion_matrix"):
                 st.plotly_chart(charts.confusion(report["confusion_matrix"], classes, norm), key="fig_cm",
                                 config={"displayModeBar": False})
-    wrong = report.get("misclassified") or []
-    if wrong:
-        with st.expander(f"Misclassified examples ({len(wrong)})"):
-            st.dataframe(pd.DataFrame(wrong[:200]), hide_index=True, width="stretch", column_config={
-                "ref": st.column_config.TextColumn("example", width="large"),
-                "confidence": st.column_config.NumberColumn(format="percent", width="small")})
+    extensions(run, report)
+
+
+def extensions(run: dict, report: dict) -> None:
+    """Sections other areas of the dashboard add to a finished run (evaluation tabs, transfer)."""
+    try:
+        from lepton.ui import report as report_ui
+    except ImportError:
+        report_ui = None
+    if hasattr(report_ui, "run_report"):
+        with common.guard("Could not show the evaluation"):
+            report_ui.run_report(run, report)
+    else:
+        wrong = report.get("misclassified") or []
+        if wrong:
+            with st.expander(f"Misclassified examples ({len(wrong)})"):
+                st.dataframe(pd.DataFrame(wrong[:200]), hide_index=True, width="stretch", column_config={
+                    "ref": st.column_config.TextColumn("example", width="large"),
+                    "confidence": st.column_config.NumberColumn(format="percent", width="small")})
+    try:
+        from lepton.ui import transfer as transfer_ui
+    except ImportError:
+        return
+    if hasattr(transfer_ui, "run_section"):
+        with common.guard("Could not show the transfer results"):
+            transfer_ui.run_section(run)
 
 
 def details(run: dict) -> None:

@@ -101,6 +101,26 @@ def field_widget(f: dataclasses.Field, hint: Any, placeholder: Any = None, key_p
     return (value.strip() or None) if optional else value
 
 
+def from_run_widget(f: dataclasses.Field, modality: str) -> str | None:
+    """Warm start: a finished run of the same modality, or none (start from the pretrained backbone)."""
+    runs = [r for r in common.store().list_runs(status="finished", limit=200)
+            if (common.datasets_by_id().get((r.get("config") or {}).get("data")) or {}).get("modality") == modality]
+    by_id = {r["id"]: r for r in runs}
+
+    def label(i: str | None) -> str:
+        if i is None:
+            return "none: start from the pretrained backbone"
+        r, cfg = by_id[i], by_id[i].get("config") or {}
+        return f"{r.get('name') or i} · {cfg.get('backbone') or 'default'} + {cfg.get('adapter') or 'recommended'}"
+
+    return st.selectbox("Warm start from", [None, *by_id], format_func=label, key="cfg_" + f.name,
+                        help=f.metadata.get("help") or None)
+
+
+# Fields whose values come from the store rather than a free-form widget.
+SPECIAL_WIDGETS = {"from_run": from_run_widget}
+
+
 def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str, Any]:
     """Widgets for every RunConfig field the page does not set itself, grouped as the metadata says."""
     hints = typing.get_type_hints(RunConfig)
@@ -127,7 +147,10 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str
             cols = st.columns(3)
             for i, f in enumerate(fields):
                 with cols[i % 3]:
-                    values[f.name] = field_widget(f, hints[f.name], placeholders.get(f.name))
+                    if f.name in SPECIAL_WIDGETS:
+                        values[f.name] = SPECIAL_WIDGETS[f.name](f, modality)
+                    else:
+                        values[f.name] = field_widget(f, hints[f.name], placeholders.get(f.name))
     return values
 
 
@@ -170,8 +193,18 @@ def pick_backbone(modality: str) -> tuple[str, dict | None]:
         name = st.text_input("Model id or folder", key=f"train_custom_{modality}",
                              placeholder="e.g. sentence-transformers/all-MiniLM-L6-v2 or /models/my-encoder",
                              help="Any Hugging Face hub id (needs internet) or a local folder with a saved model")
-        st.caption("Checked when the run starts: a name that cannot be loaded fails the run with a message.")
-        return name.strip(), None
+        name = name.strip()
+        if not name:
+            return "", None
+        spec = None
+        with common.guard("Could not check that backbone"):
+            from lepton.backbones import resolve_backbone
+
+            s = resolve_backbone(name, modality)  # checks the name only; nothing is downloaded or loaded
+            spec = {"name": name, "custom": True, "dim": s.dim, "params": s.params, "description": s.description,
+                    "recommended_adapter": s.recommended_adapter, "supports": list(s.supports)}
+            st.caption(f"{s.description or name}. Its weights load when the run starts.")
+        return (name, spec) if spec else ("", None)
     st.caption(by_name[name]["description"])
     return name, by_name[name]
 
@@ -180,14 +213,14 @@ def pick_adapter(spec: dict | None) -> tuple[str, dict]:
     info = adapters()
     names = [a for a in info if spec is None or a in spec["supports"]] or list(info)
     recommended = (spec or {}).get("recommended_adapter") or "linear-probe"
-    key = f"train_adapter_{(spec or {}).get('name', CUSTOM)}"
+    key = f"train_adapter_{CUSTOM if spec is None or spec.get('custom') else spec['name']}"
     if st.session_state.get(key) not in names:
         st.session_state[key] = recommended if recommended in names else names[0]
     name = st.selectbox("Adapter", names, key=key, format_func=lambda a: a + ("  (recommended)" if a == recommended else ""),
                         help="What trains: only a head on frozen features, all weights, or small LoRA matrices.")
     a = info[name]
-    note = " The backbone stays frozen: its features are computed once and cached, so epochs are cheap." if a["frozen"] else ""
-    st.caption(f"{a['description']}{note}")
+    note = " The backbone stays frozen: its features are computed once and cached." if a["frozen"] else ""
+    st.caption(f"{a['description'].rstrip('.')}.{note}")
     return name, a
 
 
@@ -237,11 +270,14 @@ def page() -> None:
     c1, c2 = st.columns(2)
     with c1:
         backbone, spec = pick_backbone(modality)
+    if not backbone:
+        st.info("Type a Hugging Face model id (`org/name`) or the path of a local model folder to continue.")
+        return
     with c2:
         adapter, adapter_info = pick_adapter(spec)
     values = hyperparameters(modality, adapter, adapter_info)
     parameter_count(backbone, modality, adapter, n_classes, values)
-    run_name = st.text_input("Run name (optional)", key="train_name", placeholder=f"{manifest.get('name')} · {adapter}",
+    run_name = st.text_input("Run name (optional)", key="train_name", placeholder=f"{manifest.get('name')} · {backbone} + {adapter}",
                              help=RunConfig.fields_help().get("name"))
     cfg = None
     with common.guard("The settings do not form a valid run"):
@@ -252,8 +288,7 @@ def page() -> None:
         st.code(command_line(cfg), language="bash", wrap_lines=True)
         st.caption("or save this as run.yaml and run `lepton train --config run.yaml`:")
         st.code(cfg.to_yaml(), language="yaml")
-    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="start",
-                 disabled=not backbone):
+    if st.button("Start training", type="primary", icon=":material/play_arrow:", key="start"):
         with common.guard("Could not start the run"):
             run_id = submit(cfg)
             st.switch_page(common.PAGE_RUNS, query_params={"run": run_id})

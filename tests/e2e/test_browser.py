@@ -305,11 +305,17 @@ def test_media_upload_train_finish_predict(server, page, tmp_path, modality, arc
 
 
 def test_home_and_runs_list_show_every_run(server, page):
+    import sqlite3
+
+    with sqlite3.connect(server.home / "lepton.db", timeout=10) as c:
+        n = c.execute("SELECT COUNT(*) FROM runs WHERE status='finished'").fetchone()[0]
+    if n < 3:
+        pytest.skip("needs the runs of the scenarios above (run the whole file)")
     goto(page, server, "/")
     page.get_by_text("Recent runs").wait_for()
-    finished = page.locator("[data-testid='stMain']").get_by_text("finished", exact=True)
-    finished.first.wait_for()
-    assert finished.count() >= 3, "the three runs above should be listed as finished"
+    page.locator("[class*='st-key-open_']").first.wait_for()
+    assert page.locator("[class*='st-key-open_']").count() >= 3
+    assert page.locator("[data-testid='stMain']").get_by_text("finished").count() >= 3
     shot(page, "overview_01_home")
     goto(page, server, "/runs")
     page.locator("[data-testid='stDataFrame']").wait_for()

@@ -320,3 +320,25 @@ def test_playground_predicts_with_a_finished_run(finished_text_run):
     assert any(m.value.startswith("<div class='lp-big'>") for m in at.markdown)
     settle(at.button(key="pg_example").click().run())
     assert "true label" in texts(ok(at))
+
+
+@needs_tiny_text
+def test_train_page_custom_backbone_is_checked_on_the_page(lhome, tmp_path):
+    res = ingest(write_csv(tmp_path / "t.csv"))
+    at = ok(app("pages/train.py", dataset=res.dataset.id))
+    at.selectbox(key="train_backbone_text").set_value("__custom__").run()
+    at.text_input(key="train_custom_text").input(str(tmp_path / "no-such-model")).run()
+    ok(at)
+    assert at.error and "no-such-model" in at.error[0].value
+    with pytest.raises(KeyError):
+        at.button(key="start")  # nothing to start until the backbone is valid
+
+
+def test_data_page_broken_zip_is_a_readable_error(lhome):
+    at = ok(app("pages/data.py"))
+    at.file_uploader[0].upload("photos.zip", b"this is not a zip archive", "application/zip")
+    at.run()
+    at.button(key="ingest").click().run()
+    ok(at)
+    assert at.error and "photos.zip" in at.error[0].value
+    assert not at.expander or all("bug report" not in e.label for e in at.expander)  # a LeptonError, not a bug

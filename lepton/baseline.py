@@ -1,0 +1,208 @@
+"""What fine-tuning bought: the untuned pretrained backbone, measured on the same splits as the run.
+
+After a run has scored its test split, `extras(...)` adds to its folder and report:
+- a logistic-regression probe (scikit-learn) on the pretrained backbone's frozen features, scored on
+  the same test examples: overall metrics, per-class F1 difference, examples fixed and broken;
+- `embeddings.json`: a 2-D PCA map of the test features before (pretrained) and after fine-tuning;
+- `predictions.csv`: one row per test example (ref, x, true, pred, confidence, the pretrained
+  probe's prediction, one probability column per class), which the misclassified browser reads.
+
+The pretrained features go through the frozen-feature cache under the key the linear-probe path
+uses, so they are free after a linear-probe run (or any earlier run) on the same backbone and data.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from lepton.data import Dataset, Example
+from lepton.evaluate import pretrained_vs_finetuned
+from lepton.train.device import autocast
+from lepton.train.events import Emit
+from lepton.train.features import cache_key, cached_features
+
+MAX_MAP_POINTS = 2000  # embedding maps stay readable (and the JSON small) on big test sets
+PREDICTIONS = "predictions.csv"
+EMBEDDINGS = "embeddings.json"
+
+
+def extras(run_dir: Path, model: torch.nn.Module, spec: Any, frozen: bool, config: Any, device: torch.device,
+           bf16: bool, train: tuple[Dataset, tuple[list[Example], list[int]]],
+           test: tuple[Dataset, tuple[list[Example], list[int]]], probs: np.ndarray, emit: Emit) -> dict[str, Any]:
+    """Write predictions.csv and embeddings.json; return report.json's additions.
+
+    train/test are (dataset, (examples, label ids)); probs is the fine-tuned model's (N, C) test output.
+    Best effort past predictions.csv: a failure here is logged and never fails a finished run."""
+    ds, (train_exs, train_y) = train
+    test_ds, (test_exs, test_y) = test
+    classes = ds.classes
+    out: dict[str, Any] = {"artifacts": {}}
+    if not test_exs:
+        return out
+    refs = [e.ref for e in test_exs]
+    try:
+        base = pretrained_spec(spec)
+        feats = lambda split, d, exs, sp, build: frozen_features(  # noqa: E731
+            sp, build, d, exs, split, config, device, bf16)
+        shared: dict[str, torch.nn.Module] = {}
+
+        def pretrained_backbone() -> torch.nn.Module:  # built only on a cache miss, and once
+            if "bb" not in shared:
+                bb = base.build()
+                bb.max_length = config.max_length
+                shared["bb"] = bb.to(device).eval()
+            return shared["bb"]
+
+        emit("log", level="info", message="pretrained baseline: logistic probe on the untuned backbone's features")
+        before_train = feats("train", ds, train_exs, base, pretrained_backbone)
+        before_test = feats("test", test_ds, test_exs, base, pretrained_backbone)
+        shared.clear()
+        probs_before = probe(before_train.numpy(), np.asarray(train_y), before_test.numpy(), len(classes), config.seed)
+        if frozen:  # the head's input is the (possibly warm-started) frozen backbone's cached features
+            after_test = feats("test", test_ds, test_exs, spec, lambda: model.backbone)
+        else:
+            after_test = finetuned_features(model, test_ds, test_exs, config.batch_size, device, bf16)
+        section = pretrained_vs_finetuned(test_y, probs_before, probs, classes, refs)
+        section["probe"] = "logistic regression (scikit-learn) on the pretrained backbone's frozen features"
+        out["pretrained_vs_finetuned"] = section
+        d = section["delta"]
+        emit("log", level="info", message=f"pretrained probe macro-F1 {section['pretrained']['macro_f1']:.3f} -> "
+             f"fine-tuned {section['finetuned']['macro_f1']:.3f} ({d['macro_f1']:+.3f}); "
+             f"{section['fixed']} fixed, {section['broken']} broken")
+        write_embeddings(run_dir / EMBEDDINGS, before_test.numpy(), after_test.numpy(), test_y, probs.argmax(1),
+                         classes, refs, config.seed, same=frozen and not getattr(config, "from_run", None))
+        out["artifacts"]["embeddings"] = EMBEDDINGS
+        pred_before = probs_before.argmax(1)
+    except Exception as e:  # noqa: BLE001 - the comparison is an extra; the trained model is already safe
+        emit("log", level="warning", message=f"pretrained baseline skipped: {type(e).__name__}: {e}")
+        pred_before = None
+    write_predictions(run_dir / PREDICTIONS, test_ds, test_exs, test_y, probs, classes, pred_before)
+    out["artifacts"]["predictions"] = PREDICTIONS
+    return out
+
+
+def pretrained_spec(spec: Any) -> Any:
+    """The untouched pretrained backbone's spec (a warm start keeps it under extra["base_spec"])."""
+    return spec.extra.get("base_spec") or spec
+
+
+def frozen_key(spec: Any, content_hash: str, split: str, config: Any, device: torch.device, bf16: bool) -> str:
+    """The frozen-feature cache key, exactly as the loop's linear-probe path builds it."""
+    return cache_key({"name": spec.name, **spec.extra.get("identity", {})}, content_hash, split,
+                     {"max_length": config.max_length, "bf16": bf16, "device": device.type})
+
+
+@torch.no_grad()
+def frozen_features(spec: Any, backbone: Callable[[], torch.nn.Module], ds: Dataset, exs: list[Example], split: str,
+                    config: Any, device: torch.device, bf16: bool) -> torch.Tensor:
+    """(N, dim) features of a frozen backbone for one split, through the shared cache."""
+    key = frozen_key(spec, ds.manifest["content_hash"], split, config, device, bf16)
+
+    def compute() -> torch.Tensor:
+        bb = backbone()
+        return _batched(lambda batch: bb.forward_features(**batch), bb, ds, exs, max(config.batch_size, 32), device, bf16)
+
+    return cached_features(key, compute)[0]
+
+
+@torch.no_grad()
+def finetuned_features(model: torch.nn.Module, ds: Dataset, exs: list[Example], batch_size: int,
+                       device: torch.device, bf16: bool) -> torch.Tensor:
+    """(N, dim) head inputs of the fine-tuned model: what its classifier actually sees."""
+    model.eval()
+    return _batched(model.features, model.backbone, ds, exs, max(batch_size, 32), device, bf16)
+
+
+def _batched(fn: Callable, backbone: Any, ds: Dataset, exs: list[Example], step: int, device: torch.device,
+             bf16: bool) -> torch.Tensor:
+    # Texts sorted by length pad little; the result comes back in the split's order.
+    order = np.argsort([len(e.x) for e in exs], kind="stable") if exs and isinstance(exs[0].x, str) else np.arange(len(exs))
+    parts = []
+    for i in range(0, len(exs), step):
+        idx = order[i:i + step]
+        batch = {k: v.to(device) for k, v in backbone.preprocess([ds.load(exs[j].x) for j in idx]).items()}
+        with autocast(device, bf16):
+            parts.append(fn(batch).float().cpu())
+    feats = torch.cat(parts) if parts else torch.zeros(0, getattr(backbone, "dim", 0))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(exs))
+    return feats[torch.from_numpy(inv)]
+
+
+def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, seed: int = 0) -> np.ndarray:
+    """(N_test, C) probabilities of a logistic-regression probe trained on frozen features."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    out = np.zeros((len(test_x), num_classes))
+    present = np.unique(train_y)
+    if len(present) < 2:  # one class only: the probe can only ever say that class
+        out[:, present[0] if len(present) else 0] = 1.0
+        return out
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
+    clf.fit(train_x, train_y)
+    out[:, clf.classes_] = clf.predict_proba(test_x)
+    return out
+
+
+def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:
+    """(N, 2) projection and the share of variance each axis explains."""
+    from sklearn.decomposition import PCA
+
+    if len(x) < 2 or x.shape[1] < 2:
+        return np.zeros((len(x), 2)), [0.0, 0.0]
+    k = min(2, len(x), x.shape[1])
+    pca = PCA(n_components=k, random_state=0)
+    xy = pca.fit_transform(x - x.mean(0))
+    if k < 2:
+        xy = np.pad(xy, ((0, 0), (0, 2 - k)))
+    ratio = list(map(float, pca.explained_variance_ratio_)) + [0.0] * (2 - k)
+    return xy, ratio
+
+
+def write_embeddings(path: Path, before: np.ndarray, after: np.ndarray, y: list[int] | np.ndarray,
+                     pred: np.ndarray, classes: list[str], refs: list[str], seed: int = 0, same: bool = False) -> dict:
+    """embeddings.json: the test set's 2-D maps before and after fine-tuning, coloured by label in the UI."""
+    n = len(y)
+    keep = np.arange(n)
+    if n > MAX_MAP_POINTS:
+        keep = np.sort(np.random.default_rng(seed).choice(n, MAX_MAP_POINTS, replace=False))
+    b_xy, b_var = pca_2d(before[keep])
+    a_xy, a_var = (b_xy, b_var) if same else pca_2d(after[keep])
+    doc = {"method": "pca", "classes": list(classes), "n_total": int(n),
+           "labels": [int(y[i]) for i in keep], "pred": [int(pred[i]) for i in keep], "refs": [refs[i] for i in keep],
+           "before": {"xy": np.round(b_xy, 4).tolist(), "explained": b_var},
+           "after": {"xy": np.round(a_xy, 4).tolist(), "explained": a_var},
+           "frozen": bool(same)}
+    path.write_text(json.dumps(doc))
+    return doc
+
+
+def write_predictions(path: Path, ds: Dataset, exs: list[Example], y: list[int], probs: np.ndarray,
+                      classes: list[str], pretrained_pred: np.ndarray | None = None) -> None:
+    """predictions.csv: enough to browse mistakes without the model (x is the text, or the stored
+    file's path relative to the dataset folder)."""
+    root = Path(ds.root)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["ref", "x", "true", "pred", "confidence", "pretrained_pred", *[f"prob_{c}" for c in classes]])
+        pred = probs.argmax(1)
+        for i, e in enumerate(exs):
+            x = e.x if isinstance(e.x, str) else _relative(Path(e.x), root)
+            w.writerow([e.ref, x, classes[y[i]], classes[pred[i]], f"{probs[i, pred[i]]:.6f}",
+                        classes[pretrained_pred[i]] if pretrained_pred is not None else "",
+                        *[f"{p:.6f}" for p in probs[i]]])
+
+
+def _relative(p: Path, root: Path) -> str:
+    try:
+        return p.relative_to(root).as_posix()
+    except ValueError:
+        return str(p)

@@ -1,0 +1,240 @@
+"""Cross-domain transfer: warm starts, stored evaluations, the transfer matrix and forgetting.
+
+Warm start (`lepton train --from RUN`, RunConfig.from_run): the new run's backbone is the source
+run's *adapted* backbone (full fine-tuning's weights, or LoRA merged into the base weights; a
+linear-probe source leaves the pretrained backbone), wrapped by whatever adapter the new run
+chooses. The head carries over too when both runs have the same classes in the same order, and
+starts fresh otherwise. The loop calls `source_spec` and `load_head` in phase 3 and saves the full
+state (`saved_state`), so `Predictor.load` rebuilds a warm-started run from its own folder alone.
+
+Transfer matrix: rows = runs, columns = datasets, cells = macro-F1, from each run's own test
+report plus the evaluations stored by `lepton eval` (or the run page's button). Forgetting = how
+much a warm-started run lost on its source run's dataset: the source's own score there minus the
+warm-started run's score on the same split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+from lepton.errors import IncompatibleError, RunError
+from lepton.train.events import Emit, null_emit
+
+
+# ---------------------------------------------------------------- warm start
+def source(ref: str) -> tuple[Path, dict[str, Any]]:
+    """(run folder, model/meta.json) of a finished run to warm-start from."""
+    from lepton.predict import resolve_run_dir
+
+    run_dir = resolve_run_dir(ref)
+    meta_file = run_dir / "model" / "meta.json"
+    if not meta_file.exists():
+        raise RunError(f"run '{run_dir.name}' has no saved model (it has not finished), so nothing can start from it; "
+                       "pick a finished run")
+    return run_dir, json.loads(meta_file.read_text(encoding="utf-8"))
+
+
+def check_source(config: Any, modality: str | None = None) -> dict[str, Any]:
+    """Preflight for --from: the source exists, has finished, and fits the requested backbone and data."""
+    from lepton.backbones import resolve_backbone
+
+    run_dir, meta = source(config.from_run)
+    if modality and modality != "auto" and meta["modality"] != modality:
+        raise IncompatibleError(f"run '{run_dir.name}' classifies {meta['modality']}, but the data is {modality}; "
+                                f"a warm start needs a source run of the same modality")
+    if config.backbone:
+        wanted = resolve_backbone(config.backbone, meta["modality"]).name
+        if wanted != meta["backbone"]:
+            raise IncompatibleError(f"run '{run_dir.name}' adapted backbone '{meta['backbone']}', not '{wanted}'; "
+                                    f"leave the backbone empty (it follows the source run) or set it to {meta['backbone']}")
+    return meta
+
+
+def source_spec(config: Any, modality: str) -> Any:
+    """The backbone spec of a warm start: building it gives the source run's adapted backbone.
+
+    Its cache identity names the source run (a frozen adapter on top caches features of *that*
+    backbone), and extra["base_spec"] keeps the untouched pretrained spec for the baseline."""
+    from lepton.backbones import resolve_backbone
+
+    meta = check_source(config, modality)
+    run_dir, _ = source(config.from_run)
+    base = resolve_backbone(meta["backbone"], meta["modality"])
+    identity = {**base.extra.get("identity", {}), "from_run": run_dir.name}
+    return dataclasses.replace(base, loader=lambda: adapted_backbone(run_dir),
+                               extra={**base.extra, "identity": identity, "base_spec": base, "from_run": run_dir.name})
+
+
+def adapted_backbone(run: str | Path) -> Any:
+    """The source run's backbone as a plain module: LoRA layers merged into their base weights."""
+    from lepton.predict import Predictor
+
+    backbone = Predictor.load(run).model.backbone
+    merge_lora(backbone)
+    backbone.train()
+    return backbone
+
+
+def merge_lora(module: Any) -> int:
+    """Fold every peft LoRA layer into its base layer and put the base layer back; returns how many."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # pragma: no cover - peft is a dependency; without it there is no LoRA to merge
+        return 0
+    merged = 0
+    for name, sub in list(module.named_modules()):
+        if isinstance(sub, BaseTunerLayer):
+            sub.merge()
+            parent_name, _, child = name.rpartition(".")
+            parent = module.get_submodule(parent_name) if parent_name else module
+            setattr(parent, child, sub.get_base_layer())
+            merged += 1
+    for sub in module.modules():  # peft's bookkeeping would make a new LoRA think it is a second adapter
+        if "peft_config" in vars(sub):
+            delattr(sub, "peft_config")
+    return merged
+
+
+def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_emit) -> bool:
+    """Copy the source run's head when its classes are these, in this order; True if it did."""
+    from safetensors.torch import load_file
+
+    run_dir, meta = source(from_run)
+    if list(meta["classes"]) != list(classes):
+        why = "different order" if sorted(meta["classes"]) == sorted(classes) else "different labels"
+        emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone; new head ({why}: "
+             f"source {', '.join(meta['classes'])})")
+        return False
+    state = load_file(run_dir / "model" / "model.safetensors")
+    model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
+    emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone and its head (same labels)")
+    return True
+
+
+def saved_state(model: Any) -> dict[str, Any]:
+    """Every tensor of the model: a warm-started backbone differs from the pretrained one everywhere."""
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+# ---------------------------------------------------------------- evaluations
+def evaluate_and_store(run: str, data: str, split: str | None = "auto", predictor: Any = None) -> dict[str, Any]:
+    """`lepton eval`: score a finished run on a dataset and record it in the store's evaluations."""
+    from lepton.evaluate import evaluate_run
+    from lepton.jobs.store import get_store
+
+    rep = evaluate_run(run, data, split=split, predictor=predictor)
+    metrics = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "n": rep["n"],
+               "ece": rep["calibration"]["ece"], "dataset_name": rep["dataset_name"],
+               "per_class_f1": {c: v["f1"] for c, v in rep["per_class"].items()}}
+    rep["evaluation_id"] = get_store().add_evaluation(rep["run_id"], rep["dataset"], metrics, rep["split"])
+    return rep
+
+
+# ---------------------------------------------------------------- the matrix
+def build_matrix(runs: list[dict[str, Any]], evaluations: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """Pure: rows, columns, cells and forgetting from plain dicts.
+
+    runs: {id, name, dataset (own test dataset id), dataset_name, split, macro_f1, from_run}, oldest first.
+    evaluations: {run_id, dataset_id, split, metrics: {macro_f1, dataset_name}}, oldest first.
+    A run's own test report fills its own cell; the newest evaluation fills any other (one on a
+    held-out split beats one on all examples, which may include data the run trained on)."""
+    by_id = {r["id"]: r for r in runs}
+    cols: dict[str, str] = {}
+    cells: dict[str, dict[str, dict[str, Any]]] = {r["id"]: {} for r in runs}
+    for r in runs:
+        if r.get("dataset") and r.get("macro_f1") is not None:
+            cols.setdefault(r["dataset"], r.get("dataset_name") or r["dataset"])
+            cells[r["id"]][r["dataset"]] = {"macro_f1": float(r["macro_f1"]), "source": "own test report",
+                                            "split": r.get("split") or "test"}
+    for e in evaluations:
+        if e["run_id"] not in cells or e.get("metrics", {}).get("macro_f1") is None:
+            continue
+        ds = e["dataset_id"]
+        cols.setdefault(ds, e["metrics"].get("dataset_name") or ds)
+        old = cells[e["run_id"]].get(ds)
+        if old and old["source"] == "own test report":
+            continue
+        if old and old["split"] != "all" and e.get("split") == "all":
+            continue
+        cells[e["run_id"]][ds] = {"macro_f1": float(e["metrics"]["macro_f1"]), "source": "evaluation",
+                                  "split": e.get("split") or "all"}
+    forgetting: dict[str, dict[str, Any]] = {}
+    for r in runs:
+        src = by_id.get(r.get("from_run") or "")
+        if src is None or not src.get("dataset"):
+            continue
+        before = cells[src["id"]].get(src["dataset"])
+        after = cells[r["id"]].get(src["dataset"])
+        usable = after is not None and after["split"] == (src.get("split") or "test")
+        forgetting[r["id"]] = {
+            "source_run": src["id"], "source_dataset": src["dataset"], "split": src.get("split") or "test",
+            "before": before["macro_f1"] if before else None,
+            "after": after["macro_f1"] if usable else None,
+            "forgetting": (before["macro_f1"] - after["macro_f1"]) if before and usable else None,
+        }
+    return {"runs": [{k: r.get(k) for k in ("id", "name", "dataset", "dataset_name", "from_run")} for r in runs],
+            "datasets": [{"id": d, "name": n} for d, n in cols.items()], "cells": cells, "forgetting": forgetting}
+
+
+def run_rows(run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
+    """build_matrix's run rows for finished runs (all, or these), oldest first, read from their reports."""
+    from lepton.jobs.store import get_store
+
+    store = get_store()
+    runs = [store.find_run(r) for r in run_ids] if run_ids is not None else store.list_runs(status="finished")
+    rows = []
+    for run in sorted(runs, key=lambda r: (r["created"], r["id"])):
+        rep = read_json(Path(run["run_dir"]) / "report.json") or {}
+        meta = read_json(Path(run["run_dir"]) / "model" / "meta.json") or {}
+        from_run = meta.get("from_run") or (run.get("config") or {}).get("from_run")
+        if from_run:
+            try:
+                from_run = store.find_run(from_run)["id"]
+            except RunError:
+                pass
+        rows.append({"id": run["id"], "name": run.get("name") or run["id"],
+                     "dataset": rep.get("test_dataset") or rep.get("dataset"),
+                     "dataset_name": rep.get("dataset_name"), "split": rep.get("split"),
+                     "macro_f1": rep.get("macro_f1"), "from_run": from_run})
+    return rows
+
+
+def transfer_matrix(run_ids: Iterable[str] | None = None) -> dict[str, Any]:
+    """The matrix over the store's finished runs (or the given ones)."""
+    from lepton.jobs.store import get_store
+
+    rows = run_rows(run_ids)
+    ids = {r["id"] for r in rows}
+    if run_ids is not None:  # the sources of warm-started runs belong in the picture too
+        extra = {r["from_run"] for r in rows if r.get("from_run") and r["from_run"] not in ids}
+        if extra:
+            rows = run_rows([*ids, *extra])
+    evals = [e for e in get_store().evaluations() if e["run_id"] in {r["id"] for r in rows}]
+    return build_matrix(rows, evals)
+
+
+def measure_forgetting(run: str) -> dict[str, Any]:
+    """Evaluate a warm-started run on its source run's dataset (the split the source reported) and store it."""
+    from lepton.jobs.store import get_store
+
+    row = get_store().find_run(run)
+    meta = read_json(Path(row["run_dir"]) / "model" / "meta.json") or {}
+    if not meta.get("from_run"):
+        raise RunError(f"run '{row['id']}' was not warm-started from another run, so there is no source dataset to forget")
+    src_dir, _ = source(meta["from_run"])
+    src_rep = read_json(src_dir / "report.json") or {}
+    ds = src_rep.get("test_dataset") or src_rep.get("dataset")
+    if not ds:
+        raise RunError(f"source run '{src_dir.name}' has no report.json naming its dataset")
+    evaluate_and_store(row["id"], ds, split=src_rep.get("split") or "test")
+    return transfer_matrix([row["id"]])["forgetting"].get(row["id"], {})
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,264 @@
+"""A finished run's evaluation widgets: pretrained vs fine-tuned, embedding map, calibration,
+a browser of mistakes (text, images, audio) and downloads. The run page calls `run_report`.
+
+Everything here reads the run folder (report.json, embeddings.json, predictions.csv): no model loads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from lepton.ui import charts, common
+
+PAGE_SIZE = 12
+SNIPPET = 280
+
+
+# ---------------------------------------------------------------- figures (pure: data in, figure out)
+def _layout(fig: go.Figure, title: str, height: int, **kw: Any) -> go.Figure:
+    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), height=height,
+                      margin=dict(l=8, r=8, t=36, b=8), hovermode="closest",
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+    return fig
+
+
+def per_class_diff_figure(per_class: dict[str, dict[str, float]]) -> go.Figure:
+    """Grouped bars per class: pretrained probe vs fine-tuned F1, the change written on top."""
+    classes = list(per_class)
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=classes, y=[per_class[c]["pretrained"] for c in classes], name="pretrained (probe)",
+                         marker_color="#c7c8f2"))
+    fig.add_trace(go.Bar(x=classes, y=[per_class[c]["finetuned"] for c in classes], name="fine-tuned",
+                         marker_color=charts.ACCENT, text=[f"{per_class[c]['diff']:+.2f}" for c in classes],
+                         textposition="outside"))
+    fig.update_yaxes(range=[0, 1.15], title_text="F1")
+    fig.update_xaxes(type="category")
+    return _layout(fig, "Per-class F1: pretrained vs fine-tuned", 300, barmode="group")
+
+
+def embedding_figure(doc: dict[str, Any], which: str) -> go.Figure:
+    """Scatter of the 2-D map ("before" or "after"), one colour per true label."""
+    xy = doc[which]["xy"]
+    classes, labels, refs = doc["classes"], doc["labels"], doc.get("refs") or []
+    fig = go.Figure()
+    for k, c in enumerate(classes):
+        idx = [i for i, y in enumerate(labels) if y == k]
+        fig.add_trace(go.Scattergl(x=[xy[i][0] for i in idx], y=[xy[i][1] for i in idx], mode="markers", name=c,
+                                   text=[refs[i] if i < len(refs) else "" for i in idx],
+                                   hovertemplate=f"{c}<br>%{{text}}<extra></extra>",
+                                   marker=dict(size=7, opacity=0.8, color=charts.PALETTE[k % len(charts.PALETTE)])))
+    var = doc[which].get("explained") or [0, 0]
+    fig.update_xaxes(title_text=f"PC1 ({var[0]:.0%})", showticklabels=False, zeroline=False)
+    fig.update_yaxes(title_text=f"PC2 ({var[1]:.0%})", showticklabels=False, zeroline=False)
+    title = "Before fine-tuning (pretrained features)" if which == "before" else "After fine-tuning (head input)"
+    return _layout(fig, title, 360)
+
+
+def reliability_figure(cal: dict[str, Any]) -> go.Figure:
+    """Reliability diagram: accuracy per confidence bin against the diagonal of perfect calibration."""
+    bins = [b for b in cal.get("bins", []) if b["count"]]
+    mids = [(b["lo"] + b["hi"]) / 2 for b in bins]
+    width = (cal["bins"][0]["hi"] - cal["bins"][0]["lo"]) if cal.get("bins") else 0.1
+    fig = go.Figure()
+    fig.add_trace(go.Bar(x=mids, y=[b["accuracy"] for b in bins], width=width * 0.92, name="accuracy",
+                         marker_color=charts.ACCENT, customdata=[[b["count"], b["confidence"]] for b in bins],
+                         hovertemplate="confidence %{customdata[1]:.2f}<br>accuracy %{y:.2f}<br>"
+                                       "%{customdata[0]} examples<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="markers",
+                             name="mean confidence", marker=dict(color="#e5484d", size=8, symbol="diamond")))
+    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
+                             line=dict(color="#8b8fa3", dash="dot")))
+    fig.update_xaxes(range=[0, 1], title_text="confidence (top-class probability)")
+    fig.update_yaxes(range=[0, 1.02], title_text="accuracy")
+    return _layout(fig, f"Reliability (ECE {cal.get('ece', 0):.3f})", 320)
+
+
+# ---------------------------------------------------------------- data
+def read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def read_predictions(path: str, stamp: float) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=False, dtype={"ref": str, "x": str, "true": str, "pred": str,
+                                                           "pretrained_pred": str})
+
+
+def dataset_root(report: dict) -> Path | None:
+    ds = report.get("test_dataset") or report.get("dataset")
+    if not ds:
+        return None
+    try:
+        from lepton.data import load_dataset
+
+        return Path(load_dataset(ds).root)
+    except Exception:  # noqa: BLE001 - a deleted dataset only hides the thumbnails
+        return None
+
+
+def modality_of(report: dict) -> str:
+    try:
+        from lepton.data import load_dataset
+
+        return load_dataset(report.get("test_dataset") or report.get("dataset")).modality
+    except Exception:  # noqa: BLE001
+        return "text"
+
+
+# ---------------------------------------------------------------- sections
+def pretrained_section(report: dict) -> None:
+    sec = report.get("pretrained_vs_finetuned")
+    if not sec:
+        st.caption("This run has no pretrained baseline (it was made before Lepton measured one).")
+        return
+    pre, fin = sec["pretrained"], sec["finetuned"]
+    c = st.columns(4)
+    c[0].metric("Pretrained macro-F1", f"{pre['macro_f1']:.3f}",
+                help="A logistic-regression probe on the untuned backbone's frozen features, same test examples")
+    c[1].metric("Fine-tuned macro-F1", f"{fin['macro_f1']:.3f}", delta=f"{fin['macro_f1'] - pre['macro_f1']:+.3f}")
+    c[2].metric("Fixed by fine-tuning", sec["fixed"], help="Test examples the probe got wrong and the run gets right")
+    c[3].metric("Broken by fine-tuning", sec["broken"], help="Test examples the probe got right and the run gets wrong")
+    left, right = st.columns([1, 1.4])
+    with left:
+        rows = [{"metric": name, "pretrained": pre[k], "fine-tuned": fin[k], "change": fin[k] - pre[k]}
+                for k, name in (("accuracy", "accuracy"), ("macro_f1", "macro-F1"), ("ece", "ECE (lower is better)"))]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+            "pretrained": st.column_config.NumberColumn(format="%.3f"),
+            "fine-tuned": st.column_config.NumberColumn(format="%.3f"),
+            "change": st.column_config.NumberColumn(format="%+.3f")})
+        st.caption(f"{sec['both_right']} right both times · {sec['both_wrong']} wrong both times")
+    with right:
+        st.plotly_chart(per_class_diff_figure(sec["per_class_f1"]), key="rep_fig_pc_diff",
+                        config={"displayModeBar": False})
+
+
+def embedding_section(run_dir: Path) -> None:
+    doc = read_json(run_dir / "embeddings.json")
+    if not doc:
+        st.caption("No embedding map for this run.")
+        return
+    shown = len(doc["labels"])
+    note = f"{shown} of {doc['n_total']} test examples" if shown < doc["n_total"] else f"{shown} test examples"
+    st.caption(f"PCA of the test features, coloured by true label ({note}). Tighter, better separated colours after "
+               "fine-tuning mean the backbone learned the task's distinctions."
+               + (" This backbone is frozen, so its features do not change: only the head learned." if doc.get("frozen") else ""))
+    a, b = st.columns(2)
+    with a:
+        st.plotly_chart(embedding_figure(doc, "before"), key="rep_fig_emb_before", config={"displayModeBar": False})
+    with b:
+        st.plotly_chart(embedding_figure(doc, "after"), key="rep_fig_emb_after", config={"displayModeBar": False})
+
+
+def calibration_section(report: dict) -> None:
+    cal = report.get("calibration")
+    if not cal:
+        st.caption("No calibration data in this report.")
+        return
+    a, b = st.columns([1, 2.2])
+    with a:
+        st.metric("Expected calibration error", f"{cal['ece']:.3f}",
+                  help="Average gap between confidence and accuracy over confidence bins, weighted by bin size")
+        st.metric("Largest bin gap", f"{cal.get('mce', 0):.3f}")
+        st.caption("A well-calibrated model that says 80 % is right 80 % of the time: its bars sit on the diagonal. "
+                   "Bars below it mean over-confidence.")
+    with b:
+        st.plotly_chart(reliability_figure(cal), key="rep_fig_reliability", config={"displayModeBar": False})
+
+
+def misclassified_section(run_id: str, run_dir: Path, report: dict) -> None:
+    path = run_dir / "predictions.csv"
+    if not path.exists():
+        wrong = report.get("misclassified") or []
+        st.caption(f"{len(wrong)} misclassified examples (this run predates predictions.csv, so only their refs).")
+        if wrong:
+            st.dataframe(pd.DataFrame(wrong), hide_index=True, width="stretch")
+        return
+    df = read_predictions(str(path), path.stat().st_mtime)
+    classes = list(report.get("classes") or sorted(set(df["true"])))
+    views = {"wrong": "Misclassified", "fixed": "Fixed by fine-tuning", "broken": "Broken by fine-tuning", "all": "All"}
+    has_pre = bool((df["pretrained_pred"] != "").any()) if "pretrained_pred" in df else False
+    a, b, c = st.columns(3)
+    true = a.selectbox("True label", ["(any)"] + classes, key=f"mis_true_{run_id}")
+    pred = b.selectbox("Predicted label", ["(any)"] + classes, key=f"mis_pred_{run_id}")
+    view = c.selectbox("Show", [k for k in views if has_pre or k in ("wrong", "all")], format_func=views.get,
+                       key=f"mis_view_{run_id}")
+    sel = df
+    if view == "wrong":
+        sel = sel[sel["true"] != sel["pred"]]
+    elif view == "fixed":
+        sel = sel[(sel["pretrained_pred"] != sel["true"]) & (sel["pred"] == sel["true"])]
+    elif view == "broken":
+        sel = sel[(sel["pretrained_pred"] == sel["true"]) & (sel["pred"] != sel["true"])]
+    if true != "(any)":
+        sel = sel[sel["true"] == true]
+    if pred != "(any)":
+        sel = sel[sel["pred"] == pred]
+    sel = sel.sort_values("confidence", ascending=False)
+    st.caption(f"{len(sel)} example{'s' if len(sel) != 1 else ''}, most confident first")
+    if sel.empty:
+        return
+    pages = max(1, -(-len(sel) // PAGE_SIZE))
+    page = st.number_input("Page", 1, pages, 1, key=f"mis_page_{run_id}") if pages > 1 else 1
+    modality = modality_of(report)
+    root = dataset_root(report) if modality != "text" else None
+    cols = st.columns(3 if modality == "text" else 4)
+    with st.container(key="mistakes"):
+        for i, (_, row) in enumerate(sel.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE].iterrows()):
+            with cols[i % len(cols)].container(border=True):
+                example(row, modality, root)
+
+
+def example(row: Any, modality: str, root: Path | None) -> None:
+    ok = row["true"] == row["pred"]
+    icon = ":green[:material/check:]" if ok else ":red[:material/close:]"
+    st.markdown(f"{icon} true **{row['true']}** · predicted **{row['pred']}** · {float(row['confidence']):.0%}")
+    if modality == "text":
+        text = str(row["x"])
+        st.markdown(f"> {text[:SNIPPET]}{'…' if len(text) > SNIPPET else ''}")
+    else:
+        f = (root / row["x"]) if root is not None else None
+        if f is None or not f.exists():
+            st.caption(f"{row['x']} (file not available: the dataset was deleted?)")
+        elif modality == "image":
+            st.image(str(f), width="stretch")
+        else:
+            st.audio(str(f))
+    pre = row.get("pretrained_pred") if hasattr(row, "get") else None
+    st.caption(f"{row['ref']}" + (f" · pretrained said {pre}" if pre else ""))
+
+
+def downloads(run: dict, run_dir: Path, report: dict) -> None:
+    c = st.columns(2)
+    c[0].download_button("Report (JSON)", json.dumps(report, indent=2), file_name=f"{run['id']}-report.json",
+                         mime="application/json", icon=":material/download:", key=f"dl_report_{run['id']}")
+    pred = run_dir / "predictions.csv"
+    if pred.exists():
+        c[1].download_button("Predictions (CSV)", pred.read_bytes(), file_name=f"{run['id']}-predictions.csv",
+                             mime="text/csv", icon=":material/download:", key=f"dl_pred_{run['id']}")
+
+
+def run_report(run: dict, report: dict) -> None:
+    """The evaluation tabs of a finished run's page."""
+    run_dir = Path(run.get("run_dir") or "")
+    with st.container(key="evaluation"):
+        st.subheader("Evaluation")
+        tabs = st.tabs(["Pretrained vs fine-tuned", "Embedding map", "Calibration", "Mistakes", "Downloads"])
+        with tabs[0], common.guard("Could not show the comparison"):
+            pretrained_section(report)
+        with tabs[1], common.guard("Could not show the embedding map"):
+            embedding_section(run_dir)
+        with tabs[2], common.guard("Could not show the calibration"):
+            calibration_section(report)
+        with tabs[3], common.guard("Could not show the examples"):
+            misclassified_section(run["id"], run_dir, report)
+        with tabs[4]:
+            downloads(run, run_dir, report)

@@ -1,0 +1,140 @@
+"""Transfer view: how runs score across datasets (the transfer matrix), forgetting of warm-started
+runs on their source data, and a button that evaluates a run on another dataset and stores it.
+The run page shows one run's slice of the same (`run_section`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from lepton.ui import charts, common
+
+
+# ---------------------------------------------------------------- figure (pure)
+def matrix_figure(m: dict[str, Any]) -> go.Figure:
+    """Heatmap: rows = runs, columns = datasets, macro-F1 in each cell; ● marks a run's own test split."""
+    runs, cols = m["runs"], m["datasets"]
+    z, text = [], []
+    for r in runs:
+        cells = m["cells"].get(r["id"], {})
+        z.append([cells[c["id"]]["macro_f1"] if c["id"] in cells else None for c in cols])
+        text.append([(f"{cells[c['id']]['macro_f1']:.3f}" + (" ●" if cells[c["id"]]["source"] == "own test report" else ""))
+                     if c["id"] in cells else "–" for c in cols])
+    ylabels = [f"{r['name'] or r['id']}" + (" ← warm start" if r.get("from_run") else "") for r in runs]
+    xlabels = [f"{c['name']}" for c in cols]
+    fig = go.Figure(go.Heatmap(z=z, x=xlabels, y=ylabels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+                               colorscale=[[0, "#f5f6fa"], [1, charts.ACCENT]], showscale=False, xgap=2, ygap=2,
+                               hovertemplate="run %{y}<br>dataset %{x}<br>macro-F1 %{text}<extra></extra>"))
+    fig.update_xaxes(side="top", type="category")
+    fig.update_yaxes(autorange="reversed", type="category")
+    fig.update_layout(height=max(220, 80 + 44 * len(runs)), margin=dict(l=8, r=8, t=40, b=8), hovermode="closest")
+    return fig
+
+
+# ---------------------------------------------------------------- actions (the same calls as the CLI)
+def evaluate(run_id: str, dataset_id: str) -> dict:
+    from lepton.transfer import evaluate_and_store
+
+    return evaluate_and_store(run_id, dataset_id)
+
+
+def measure_forgetting(run_id: str) -> dict:
+    from lepton.transfer import measure_forgetting as measure
+
+    return measure(run_id)
+
+
+def matrix(run_ids: list[str] | None = None) -> dict:
+    from lepton.transfer import transfer_matrix
+
+    return transfer_matrix(run_ids)
+
+
+def fitting_datasets(modality: str | None, classes: list[str]) -> list[dict]:
+    """Stored datasets a run can be scored on: same modality, no labels it never learned."""
+    return [d for d in common.datasets_by_id().values()
+            if (modality is None or d.get("modality") == modality) and set(d.get("classes") or []) <= set(classes)]
+
+
+# ---------------------------------------------------------------- sections
+def evaluate_form(run: dict, key: str) -> None:
+    from lepton.transfer import read_json
+
+    from pathlib import Path
+
+    meta = read_json(Path(run.get("run_dir") or "") / "model" / "meta.json") or {}
+    options = fitting_datasets(meta.get("modality"), meta.get("classes") or [])
+    if not options:
+        st.caption("No other stored dataset fits this run (same modality, only labels it knows). Add one on **Data**.")
+        return
+    by_id = {d["id"]: d for d in options}
+    bar = st.container(horizontal=True, vertical_alignment="bottom")
+    ds_id = bar.selectbox("Evaluate on dataset", list(by_id), key=f"{key}_ds",
+                          format_func=lambda i: f"{by_id[i].get('name') or i} · {i}",
+                          help="Scores the run on the dataset's held-out split (or all of it for a test-only set) "
+                               "and stores the result: the same as `lepton eval RUN --data DATASET`")
+    if bar.button("Evaluate and store", key=f"{key}_go", icon=":material/assignment_turned_in:"):
+        with common.guard("Could not evaluate the run"), st.spinner("Evaluating…"):
+            rep = evaluate(run["id"], ds_id)
+            common.flash("success", f"{by_id[ds_id].get('name') or ds_id}: macro-F1 {rep['macro_f1']:.3f} "
+                                    f"on {rep['n']} examples ({rep['split']}); stored.")
+            st.rerun()
+
+
+def forgetting_table(m: dict, key: str) -> None:
+    if not m["forgetting"]:
+        return
+    names = {r["id"]: r["name"] or r["id"] for r in m["runs"]}
+    dnames = {d["id"]: d["name"] for d in m["datasets"]}
+    st.markdown("**Forgetting** <span class='lp-muted'>a warm-started run's macro-F1 on its source run's dataset, "
+                "before (the source run) and after learning the new data</span>", unsafe_allow_html=True)
+    rows = [{"run": names.get(rid, rid), "source run": names.get(f["source_run"], f["source_run"]),
+             "source dataset": dnames.get(f["source_dataset"], f["source_dataset"]), "before": f["before"],
+             "after": f["after"], "forgetting": f["forgetting"]} for rid, f in m["forgetting"].items()]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        "before": st.column_config.NumberColumn(format="%.3f"), "after": st.column_config.NumberColumn(format="%.3f"),
+        "forgetting": st.column_config.NumberColumn(format="%+.3f", help="before − after: how much was lost")})
+    todo = [rid for rid, f in m["forgetting"].items() if f["after"] is None]
+    if todo and st.button(f"Measure forgetting ({len(todo)} run{'s' if len(todo) > 1 else ''})", key=f"{key}_forget",
+                          icon=":material/history:", help="Evaluates each warm-started run on its source dataset"):
+        with common.guard("Could not measure forgetting"), st.spinner("Evaluating on the source datasets…"):
+            for rid in todo:
+                measure_forgetting(rid)
+            st.rerun()
+
+
+def run_section(run: dict) -> None:
+    """The run page's transfer block: this run (and its source) across datasets, plus the evaluate button."""
+    with st.container(key="transfer"), common.guard("Could not show the transfer results"):
+        st.subheader("Transfer")
+        m = matrix([run["id"]])
+        if len(m["datasets"]) > 1 or m["forgetting"]:
+            st.plotly_chart(matrix_figure(m), key="tr_run_fig", config={"displayModeBar": False})
+        else:
+            st.caption("Evaluated only on its own data so far. Score it on another dataset to see how it transfers.")
+        forgetting_table(m, f"tr_run_{run['id']}")
+        evaluate_form(run, f"tr_run_{run['id']}")
+
+
+def page() -> None:
+    common.show_flash()
+    with common.guard("Could not build the transfer matrix"):
+        m = matrix()
+        if not m["runs"]:
+            common.empty_state("No finished runs yet. Train one, then evaluate it on other datasets here.",
+                               common.PAGE_TRAIN, "Train a model", ":material/model_training:")
+            return
+        st.caption("Rows are runs, columns are datasets; each cell is macro-F1. ● = the run's own test split; "
+                   "other cells are stored evaluations. Runs marked ← warm start began from another run (`--from`).")
+        with st.container(key="tr-matrix"):
+            st.plotly_chart(matrix_figure(m), key="tr_fig", config={"displayModeBar": False})
+        forgetting_table(m, "tr_page")
+        st.markdown("**Evaluate a run on another dataset**")
+        finished = {r["id"]: r for r in m["runs"]}
+        rid = st.selectbox("Run", list(finished), key="tr_run", format_func=lambda i: finished[i]["name"] or i)
+        run = common.store().get_run(rid)
+        if run:
+            evaluate_form(run, "tr_page")
