@@ -19,6 +19,9 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@touch $@
 
 run: setup
+	@# The demo datasets are stored up front (a no-op when already there), so Data and Train show them at once.
+	@for f in assets/demo/topics.csv assets/demo/shapes.zip assets/demo/spoken_words.zip; do \
+		$(PY) -m lepton ingest $$f >/dev/null || exit 1; done
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
 
 test: setup

@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                "test_examples": cold["report"]["n"]}
         rows.append(row)
         print(f"seed {seed}: cold {row['cold']:.3f}  warm {row['warm']:.3f}  probe {row['pretrained_probe']:.3f}  "
-              f"source-only {row['source_only']:.3f}  forgetting {row['forgetting']:+.3f}", file=sys.stderr)
+              f"source-only {row['source_only']:.3f}  forgetting {row['forgetting'] + 0.0:.3f}", file=sys.stderr)
 
     def agg(key: str) -> dict:
         vals = [r[key] for r in rows]
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{s['pretrained_probe']['std']:.3f}")
     print(f"  {'source run alone (0 target labels)':<48}{s['source_only']['mean']:.3f}")
     print(f"  forgetting on the source test split: {result['source_macro_f1']:.3f} -> "
-          f"{s['source_after']['mean']:.3f} ({-s['forgetting']['mean']:+.3f} macro-F1)")
+          f"{s['source_after']['mean']:.3f} ({s['source_after']['mean'] - result['source_macro_f1']:+.3f} macro-F1)")
     print(f"  {result['seconds']:.0f} s; details in {args.out}")
     return 0
 

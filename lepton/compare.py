@@ -167,7 +167,7 @@ def compare(refs: Iterable[str], metric: str = DEFAULT_METRIC, x: str = "epoch")
 
 def format_table(table: list[dict[str, Any]]) -> str:
     """The final-metrics table as aligned text, the best run(s) starred."""
-    cols = [("", 1), ("run", 22), ("dataset", 16), ("backbone", 14), ("adapter", 12), ("accuracy", 9),
+    cols = [("", 1), ("run", 22), ("dataset", 20), ("backbone", 14), ("adapter", 12), ("accuracy", 9),
             ("macro_f1", 9), ("ece", 7), ("pretrained_macro_f1", 11), ("train_seconds", 9)]
     heads = {"pretrained_macro_f1": "pretrained", "train_seconds": "train_s", "macro_f1": "macro-F1", "ece": "ECE"}
     lines = ["  ".join(f"{heads.get(c, c):<{w}}" for c, w in cols)]

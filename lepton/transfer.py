@@ -27,9 +27,13 @@ from lepton.train.events import Emit, null_emit
 # ---------------------------------------------------------------- warm start
 def source(ref: str) -> tuple[Path, dict[str, Any]]:
     """(run folder, model/meta.json) of a finished run to warm-start from."""
+    from lepton.jobs.store import get_store
     from lepton.predict import resolve_run_dir
 
-    run_dir = resolve_run_dir(ref)
+    try:
+        run_dir = resolve_run_dir(ref)
+    except RunError:  # not an id, prefix or folder: perhaps a run's name
+        run_dir = Path(get_store().find_run(ref)["run_dir"])
     meta_file = run_dir / "model" / "meta.json"
     if not meta_file.exists():
         raise RunError(f"run '{run_dir.name}' has no saved model (it has not finished), so nothing can start from it; "

@@ -149,6 +149,7 @@ def test_preflight_refuses_bad_sources(world):
 
     with pytest.raises(RunError, match="no run"):
         preflight(RunConfig(data=str(world["tgt"]), from_run="nope-nope"))
+    preflight(RunConfig(data=str(world["tgt"]), from_run="source-lora"))  # a run's name works too
     with pytest.raises(IncompatibleError, match="adapted backbone 'tiny-text'"):
         preflight(RunConfig(data=str(world["tgt"]), backbone="minilm-l6", from_run=world["sources"]["full"]))
 

@@ -32,6 +32,16 @@ class Backbone(nn.Module):
         """Batch of tensors from preprocess -> (N, dim) pooled features."""
         raise NotImplementedError
 
+    # preprocess(items) == collate(encode(items)). The loop encodes each example once per run (decode,
+    # resize, tokenize) and keeps the result, so later epochs only collate. The defaults keep nothing.
+    def encode(self, items: list[Any]) -> list[Any]:
+        """Raw items -> one encoding per item (text: token ids; image: resized pixels)."""
+        return list(items)
+
+    def collate(self, encoded: list[Any]) -> dict[str, torch.Tensor]:
+        """Encodings of one batch -> the tensors preprocess() returns."""
+        return self.preprocess(encoded)
+
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.forward_features(**batch)
 

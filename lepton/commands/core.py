@@ -15,7 +15,8 @@ from lepton.errors import DataError, LeptonError
 class StderrProgress:
     """Human progress on stderr: a redrawn bar on a terminal, a line per phase or 10 % otherwise."""
 
-    def __init__(self, stream=sys.stderr):
+    def __init__(self, stream=None):
+        stream = stream or sys.stderr  # looked up per call: a default bound at import time may be closed by now
         self.stream, self.tty = stream, stream.isatty()
         self.last_phase, self.last_decile = "", -1
 

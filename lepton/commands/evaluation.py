@@ -56,19 +56,24 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         print_json(m)
         return 0
     cols = m["datasets"]
-    print(f"{'run':<26}" + "".join(f"{c['name'][:13]:>14}" for c in cols))
+    names = {r["id"]: r["name"] or r["id"] for r in m["runs"]}
+    w = min(24, max([10, *(len(c["name"]) + 2 for c in cols)]))
+    first = min(32, max([10, *(len(n) + 2 for n in names.values())]))
+    print(f"{'run':<{first}}" + "".join(f"{c['name'][:w - 1]:>{w}}" for c in cols))
     for r in m["runs"]:
         cells = m["cells"][r["id"]]
-        line = f"{(r['name'] or r['id'])[:25]:<26}"
+        line = f"{names[r['id']][:first - 1]:<{first}}"
         for c in cols:
             cell = cells.get(c["id"])
-            line += f"{'–' if cell is None else format(cell['macro_f1'], '.3f') + ('*' if cell['source'] == 'own test report' else ' '):>14}"
+            mark = "*" if cell and cell["source"] == "own test report" else " "
+            line += f"{'– ' if cell is None else format(cell['macro_f1'], '.3f') + mark:>{w}}"
         print(line)
     print("* the run's own test split; other cells are stored evaluations (`lepton eval RUN --data DATASET`)")
     for rid, f in m["forgetting"].items():
         if f["forgetting"] is None:
-            print(f"forgetting of {rid}: not measured yet (`lepton transfer --forgetting {rid}`)")
+            print(f"forgetting of {names[rid]}: not measured yet (`lepton transfer --forgetting {rid}`)")
         else:
-            print(f"forgetting of {rid} on its source dataset: {f['before']:.3f} -> {f['after']:.3f} "
-                  f"({-f['forgetting']:+.3f} macro-F1)")
+            ds = next((c["name"] for c in cols if c["id"] == f["source_dataset"]), f["source_dataset"])
+            print(f"forgetting of {names[rid]} on its source data ({ds}, {f['split']}): "
+                  f"{f['before']:.3f} -> {f['after']:.3f} ({f['after'] - f['before']:+.3f} macro-F1)")
     return 0

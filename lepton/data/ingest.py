@@ -78,7 +78,7 @@ class IngestResult:
 # ---------------------------------------------------------------- public API
 
 
-def ingest(
+def _ingest(
     source: str | os.PathLike,
     *,
     modality: str = "auto",
@@ -195,6 +195,15 @@ def list_datasets() -> list[dict[str, Any]]:
     return [m for _, _, m in found]
 
 
+def ingest(source: str | os.PathLike, **options: Any) -> IngestResult:
+    """Validate and store a dataset (see `_ingest` for the options), and list it in the job store."""
+    from lepton.jobs.store import get_store  # the store indexes datasets; the folders stay the truth
+
+    result = _ingest(source, **options)
+    get_store().record_dataset(result.dataset.manifest)
+    return result
+
+
 def delete_dataset(dataset_id: str) -> None:
     """Remove a stored dataset (by id or unique prefix)."""
     matches = _match_ids(str(dataset_id))
@@ -206,6 +215,9 @@ def delete_dataset(dataset_id: str) -> None:
     doomed = Path(tempfile.mkdtemp(prefix="delete-", dir=paths.tmp_dir()))
     os.rename(matches[0], doomed / "ds")
     shutil.rmtree(doomed, ignore_errors=True)
+    from lepton.jobs.store import get_store
+
+    get_store().delete_dataset(matches[0].name)
 
 
 # ---------------------------------------------------------------- 1. open

@@ -5,6 +5,7 @@ The URL is the state worth sharing: `?runs=a,b&metric=val/macro_f1&x=epoch` open
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -15,6 +16,8 @@ from lepton import compare as core
 from lepton.ui import charts, common
 
 X_LABELS = {"epoch": "epoch", "step": "step", "time": "wall time (s)"}
+ACTIVE = {"queued", "running"}
+LIVE_EVERY_S = 2.0  # curves of runs still training redraw this often
 METRIC_HELP = "Any metric the runs logged, as split/name: val/macro_f1, train/loss, …"
 
 
@@ -84,7 +87,8 @@ def pick_runs() -> list[str]:
         ds = datasets.get(cfg.get("data")) or {}
         backbone, adapter = common.model_names(cfg, ds.get("modality"))
         name = r.get("name") or cfg.get("name") or rid
-        return f"{name} · {ds.get('name') or cfg.get('data')} · {backbone} + {adapter}" + (f" · {rid}" if name != rid else "")
+        data = ds.get("name") or Path(str(cfg.get("data") or "")).name  # a CLI run may name a file path
+        return f"{name} · {data} · {backbone} + {adapter}" + (f" · {rid}" if name != rid else "")
 
     st.session_state["cmp_runs"] = [r for r in st.session_state["cmp_runs"] if r in by_id]
     return st.multiselect("Runs to compare", list(by_id), key="cmp_runs", format_func=fmt,
@@ -112,17 +116,22 @@ def table_section(table: list[dict[str, Any]]) -> None:
     st.markdown("**Final metrics** <span class='lp-muted'>★ best test macro-F1 among runs on the same test data</span>",
                 unsafe_allow_html=True)
     df = pd.DataFrame([{"best": "★" if r["best"] else "", "run": r["name"], "dataset": r["dataset"],
-                        "backbone": r["backbone"], "adapter": r["adapter"], "accuracy": r["accuracy"],
-                        "macro-F1": r["macro_f1"], "pretrained macro-F1": r["pretrained_macro_f1"], "ECE": r["ece"],
-                        "best val macro-F1": r["best_val_macro_f1"], "epochs": r["epochs_run"],
-                        "train s": r["train_seconds"], "trainable": r["trainable_params"]} for r in table])
-    num = lambda fmt, h=None: st.column_config.NumberColumn(format=fmt, help=h)  # noqa: E731
+                        "model": f"{r['backbone']} + {r['adapter']}", "accuracy": r["accuracy"],
+                        "macro-F1": r["macro_f1"], "pretrained": r["pretrained_macro_f1"], "ECE": r["ece"],
+                        "best val": r["best_val_macro_f1"],
+                        "train s": r["train_seconds"], "trainable": common.fmt_count(r["trainable_params"])}
+                       for r in table])
+    num = lambda fmt, h=None, w=72: st.column_config.NumberColumn(format=fmt, help=h, width=w)  # noqa: E731
     with st.container(key="cmp-table"):
         st.dataframe(df, hide_index=True, width="stretch", column_config={
-            "best": st.column_config.TextColumn("", width=30), "accuracy": num("percent"), "macro-F1": num("%.3f"),
-            "pretrained macro-F1": num("%.3f", "Logistic probe on the untuned backbone, same test examples"),
-            "ECE": num("%.3f", "Expected calibration error: 0 = confidence matches accuracy"),
-            "best val macro-F1": num("%.3f"), "train s": num("%.1f"), "trainable": num("%d")})
+            "best": st.column_config.TextColumn("", width=28), "run": st.column_config.TextColumn(width=130),
+            "dataset": st.column_config.TextColumn(width=110), "model": st.column_config.TextColumn(width=130),
+            "accuracy": num("percent"), "macro-F1": num("%.3f", "Test macro-F1"),
+            "pretrained": num("%.3f", "Macro-F1 of a logistic probe on the untuned backbone, same test examples", 84),
+            "ECE": num("%.3f", "Expected calibration error: 0 = confidence matches accuracy", 60),
+            "best val": num("%.3f", "Best validation macro-F1"),
+            "train s": num("%.1f", "Training time in seconds", 64),
+            "trainable": st.column_config.TextColumn(width=72, help="Trainable parameters")})
 
 
 def diff_section(diff: dict[str, dict[str, Any]], names: dict[str, str]) -> None:
@@ -143,6 +152,16 @@ def per_class_section(per_class: dict[str, dict[str, float | None]], names: dict
         st.plotly_chart(per_class_figure(per_class, names), key="cmp_fig_pc", config={"displayModeBar": False})
 
 
+def _curves(ids: list[str], metric: str, x: str, names: dict[str, str], was_live: bool) -> None:
+    """The overlaid curves; redrawn every second or two while any of the runs is still training."""
+    with st.container(key="cmp-curves"), common.guard("Could not read the curves"):
+        runs = core.load_runs(ids)
+        if was_live and not any(r["status"] in ACTIVE for r in runs):
+            st.rerun()  # the last one finished: redraw the whole page (table, per-class F1); the timer stops
+        st.plotly_chart(curves_figure(core.curves(runs, metric, x), names, metric, x), key="cmp_fig_curves",
+                        config={"displayModeBar": False})
+
+
 def page() -> None:
     with common.guard("Could not compare the runs"):
         ids = pick_runs()
@@ -156,9 +175,8 @@ def page() -> None:
         metric, x = controls(core.metric_names(rows))
         _sync_query(ids, metric, x)
         names = core.labels(runs)
-        with st.container(key="cmp-curves"):
-            st.plotly_chart(curves_figure(core.curves(runs, metric, x, rows), names, metric, x), key="cmp_fig_curves",
-                            config={"displayModeBar": False})
+        live = any(r["status"] in ACTIVE for r in runs)
+        st.fragment(run_every=LIVE_EVERY_S if live else None)(_curves)(ids, metric, x, names, live)
         table_section(core.final_table(runs))
         left, right = st.columns([1, 1])
         with left:

@@ -22,9 +22,10 @@ SNIPPET = 280
 
 # ---------------------------------------------------------------- figures (pure: data in, figure out)
 def _layout(fig: go.Figure, title: str, height: int, **kw: Any) -> go.Figure:
-    fig.update_layout(title=dict(text=title, x=0, font=dict(size=14)), height=height,
-                      margin=dict(l=8, r=8, t=36, b=8), hovermode="closest",
-                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1), **kw)
+    layout: dict[str, Any] = dict(title=dict(text=title, x=0, font=dict(size=14)), height=height,
+                                  margin=dict(l=8, r=8, t=36, b=8), hovermode="closest",
+                                  legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1))
+    fig.update_layout(**{**layout, **kw})
     return fig
 
 
@@ -56,8 +57,8 @@ def embedding_figure(doc: dict[str, Any], which: str) -> go.Figure:
     var = doc[which].get("explained") or [0, 0]
     fig.update_xaxes(title_text=f"PC1 ({var[0]:.0%})", showticklabels=False, zeroline=False)
     fig.update_yaxes(title_text=f"PC2 ({var[1]:.0%})", showticklabels=False, zeroline=False)
-    title = "Before fine-tuning (pretrained features)" if which == "before" else "After fine-tuning (head input)"
-    return _layout(fig, title, 360)
+    title = "Before: pretrained features" if which == "before" else "After: fine-tuned features (head input)"
+    return _layout(fig, title, 380, legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0))
 
 
 def reliability_figure(cal: dict[str, Any]) -> go.Figure:
@@ -70,8 +71,10 @@ def reliability_figure(cal: dict[str, Any]) -> go.Figure:
                          marker_color=charts.ACCENT, customdata=[[b["count"], b["confidence"]] for b in bins],
                          hovertemplate="confidence %{customdata[1]:.2f}<br>accuracy %{y:.2f}<br>"
                                        "%{customdata[0]} examples<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[b["confidence"] for b in bins], y=[b["accuracy"] for b in bins], mode="markers",
-                             name="mean confidence", marker=dict(color="#e5484d", size=8, symbol="diamond")))
+    # The diamond is the bin's mean confidence at the same x: a bar above it is under-confident, below over-confident.
+    fig.add_trace(go.Scatter(x=mids, y=[b["confidence"] for b in bins], mode="markers", name="mean confidence",
+                             marker=dict(color="#e5484d", size=9, symbol="diamond"),
+                             hovertemplate="mean confidence %{y:.2f}<extra></extra>"))
     fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfect calibration",
                              line=dict(color="#8b8fa3", dash="dot")))
     fig.update_xaxes(range=[0, 1], title_text="confidence (top-class probability)")

@@ -102,19 +102,40 @@ def field_widget(f: dataclasses.Field, hint: Any, placeholder: Any = None, key_p
 
 
 def from_run_widget(f: dataclasses.Field, modality: str) -> str | None:
-    """Warm start: a finished run of the same modality, or none (start from the pretrained backbone)."""
-    runs = [r for r in common.store().list_runs(status="finished", limit=200)
-            if (common.datasets_by_id().get((r.get("config") or {}).get("data")) or {}).get("modality") == modality]
+    """Warm start ("Continue from run…"): a finished run of the same modality and backbone, or none."""
+    import json
+    from pathlib import Path
+
+    chosen = st.session_state.get(f"train_backbone_{modality}")
+    if chosen == CUSTOM:
+        chosen = (st.session_state.get(f"train_custom_{modality}") or "").strip() or None
+    datasets = common.datasets_by_id()
+
+    def meta(r: dict) -> dict:
+        try:  # what the run really used (its config may say "default", or name a file as data)
+            return json.loads((Path(r.get("run_dir") or "") / "model" / "meta.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    runs = []
+    for r in common.store().list_runs(status="finished", limit=200):
+        cfg, m = r.get("config") or {}, meta(r)
+        r_modality = m.get("modality") or (datasets.get(cfg.get("data")) or {}).get("modality")
+        r_backbone = m.get("backbone") or cfg.get("backbone")
+        if r_modality == modality and (chosen is None or r_backbone in (None, chosen)):
+            runs.append({**r, "_backbone": r_backbone, "_adapter": m.get("adapter") or cfg.get("adapter")})
     by_id = {r["id"]: r for r in runs}
+    if st.session_state.get("cfg_" + f.name) not in by_id:
+        st.session_state.pop("cfg_" + f.name, None)  # the backbone changed under a chosen source
 
     def label(i: str | None) -> str:
         if i is None:
             return "none: start from the pretrained backbone"
-        r, cfg = by_id[i], by_id[i].get("config") or {}
-        return f"{r.get('name') or i} · {cfg.get('backbone') or 'default'} + {cfg.get('adapter') or 'recommended'}"
+        r = by_id[i]
+        return f"{r.get('name') or i} · {r['_backbone'] or 'default'} + {r['_adapter'] or 'recommended'}"
 
-    return st.selectbox("Warm start from", [None, *by_id], format_func=label, key="cfg_" + f.name,
-                        help=f.metadata.get("help") or None)
+    return st.selectbox("Continue from run", [None, *by_id], format_func=label, key="cfg_" + f.name,
+                        help=(f.metadata.get("help") or "") + ". Lists finished runs with this modality and backbone.")
 
 
 # Fields whose values come from the store rather than a free-form widget.

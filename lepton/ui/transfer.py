@@ -4,6 +4,7 @@ The run page shows one run's slice of the same (`run_section`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -23,7 +24,9 @@ def matrix_figure(m: dict[str, Any]) -> go.Figure:
         z.append([cells[c["id"]]["macro_f1"] if c["id"] in cells else None for c in cols])
         text.append([(f"{cells[c['id']]['macro_f1']:.3f}" + (" ●" if cells[c["id"]]["source"] == "own test report" else ""))
                      if c["id"] in cells else "–" for c in cols])
-    ylabels = [f"{r['name'] or r['id']}" + (" ← warm start" if r.get("from_run") else "") for r in runs]
+    names = {r["id"]: r["name"] or r["id"] for r in runs}
+    ylabels = [names[r["id"]] + (f" (from {names.get(r['from_run'], r['from_run'])})" if r.get("from_run") else "")
+               for r in runs]
     xlabels = [f"{c['name']}" for c in cols]
     fig = go.Figure(go.Heatmap(z=z, x=xlabels, y=ylabels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
                                colorscale=[[0, "#f5f6fa"], [1, charts.ACCENT]], showscale=False, xgap=2, ygap=2,
@@ -62,8 +65,6 @@ def fitting_datasets(modality: str | None, classes: list[str]) -> list[dict]:
 # ---------------------------------------------------------------- sections
 def evaluate_form(run: dict, key: str) -> None:
     from lepton.transfer import read_json
-
-    from pathlib import Path
 
     meta = read_json(Path(run.get("run_dir") or "") / "model" / "meta.json") or {}
     options = fitting_datasets(meta.get("modality"), meta.get("classes") or [])
@@ -128,7 +129,7 @@ def page() -> None:
                                common.PAGE_TRAIN, "Train a model", ":material/model_training:")
             return
         st.caption("Rows are runs, columns are datasets; each cell is macro-F1. ● = the run's own test split; "
-                   "other cells are stored evaluations. Runs marked ← warm start began from another run (`--from`).")
+                   "other cells are stored evaluations. A run marked (from …) was warm-started from another run (`--from`).")
         with st.container(key="tr-matrix"):
             st.plotly_chart(matrix_figure(m), key="tr_fig", config={"displayModeBar": False})
         forgetting_table(m, "tr_page")

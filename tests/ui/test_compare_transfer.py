@@ -104,6 +104,7 @@ def test_compare_page_from_a_shared_url(lhome):
     assert curves["layout"]["xaxis"]["title"]["text"] == "step"
     table, diff = at.dataframe[0].value, at.dataframe[1].value
     assert list(table["run"]) == ["alpha", "beta"] and (table["best"] == "★").sum() == 1
+    assert list(table["model"]) == ["tiny-text + full", "tiny-text + lora"]
     assert set(diff["field"]) >= {"adapter", "epochs", "lr", "name"} and "data" not in set(diff["field"])
     per_class = figure(charts(at)[1])
     assert {t["name"] for t in per_class["data"]} == {"alpha", "beta"}
@@ -129,7 +130,7 @@ def test_transfer_page_matrix_and_forgetting(lhome):
     at = open_page("pages/transfer.py")
     heat = figure(charts(at)[0])["data"][0]
     assert len(heat["y"]) == 3 and len(heat["x"]) == 2  # three runs, two datasets
-    assert any("warm start" in y for y in heat["y"])
+    assert any("(from alpha)" in y for y in heat["y"])
     assert "Forgetting" in texts(at)
     btn = next(b for b in at.button if b.label.startswith("Measure forgetting"))
     btn.click().run()
@@ -178,7 +179,7 @@ def test_run_report_widgets(lhome):
             "Expected calibration error"} <= set(labels)
     titles = [figure(c)["layout"]["title"]["text"] for c in charts(at)]
     assert any(t.startswith("Per-class F1") for t in titles)
-    assert any(t.startswith("Before fine-tuning") for t in titles) and any(t.startswith("After") for t in titles)
+    assert any(t.startswith("Before: pretrained") for t in titles) and any(t.startswith("After: fine-tuned") for t in titles)
     assert any(t.startswith("Reliability (ECE") for t in titles)
     # The mistakes browser filters by true and predicted label.
     view = at.selectbox(key=f"mis_view_{lhome['a']}")
@@ -197,3 +198,50 @@ def test_run_transfer_section(lhome):
     assert len(heat["y"]) == 2  # the warm-started run and its source
     at.button(key=f"tr_run_{lhome['c']}_go").click().run()
     ok(at)
+
+
+# ---------------------------------------------------------------- train: continue from a run (last: it queues a run)
+def test_train_page_continue_from_run(lhome):
+    from lepton.data import list_datasets
+    from lepton.jobs.store import get_store
+
+    ds = next(d for d in list_datasets() if d["name"] == "hotels")
+    at = open_page("pages/train.py", dataset=ds["id"])
+    at.selectbox(key="train_backbone_text").set_value("tiny-text").run()
+    sel = ok(at).selectbox(key="cfg_from_run")
+    assert sel.value is None and len(sel.options) == 4  # none + the three finished tiny-text runs
+    sel.set_value(lhome["a"]).run()
+    assert "--from-run " + lhome["a"] in ok(at).code[0].value
+    at.button(key="start").click().run()
+    queued = get_store().list_runs(status="queued")
+    assert len(queued) == 1 and queued[0]["config"]["from_run"] == lhome["a"]
+
+
+@pytest.mark.parametrize("modality", ["image", "audio"])
+def test_mistakes_browser_shows_files(tmp_path, monkeypatch, modality):
+    """Images as thumbnails and clips as players, read from the stored dataset via predictions.csv."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_data import write_audio_folder, write_image_folder
+
+    monkeypatch.setenv("LEPTON_HOME", str(tmp_path / "home"))
+    from lepton.config import RunConfig
+    from lepton.train import run
+
+    data = (write_image_folder if modality == "image" else write_audio_folder)(tmp_path / modality)
+    res = run(RunConfig(data=str(data), backbone=f"tiny-{modality}", adapter="linear-probe", epochs=2))
+    def script(run_dir: str) -> None:
+        import json as _json
+        from pathlib import Path as _Path
+
+        from lepton.ui import report as report_ui
+
+        rep = _json.loads((_Path(run_dir) / "report.json").read_text())
+        report_ui.misclassified_section("r", _Path(run_dir), rep)
+
+    at = AppTest.from_function(script, args=(res["run_dir"],), default_timeout=TIMEOUT)
+    at.run()
+    at.selectbox(key="mis_view_r").set_value("all").run()
+    ok(at)
+    shown = at.get("image") if modality == "image" else at.get("audio")
+    assert len(shown) >= 1, texts(at)
+    assert "file not available" not in texts(at)

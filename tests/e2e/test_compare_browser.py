@@ -1,0 +1,188 @@
+"""Compare, Transfer and a run's evaluation tabs in a real Chromium against `streamlit run app.py`.
+
+Three tiny runs are trained with the CLI first (two on one dataset, a warm start on another), then
+the browser opens the shareable Compare URL, the Transfer page and one run's page. Screenshots go
+to artifacts/e2e/{compare,transfer,run_report}.png.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+ART = REPO / "artifacts" / "e2e"
+CHROMIUM = "/usr/bin/chromium"
+CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+               "--disable-component-update", "--disable-sync"]
+IDLE_JS = """() => { const a = document.querySelector('[data-testid="stApp"]');
+  return !!a && a.getAttribute('data-test-script-state') === 'notRunning'; }"""
+TRACES_JS = """(sel) => { const el = document.querySelector(sel + ' .js-plotly-plot');
+  return el && el.data ? el.data.map(t => ({name: t.name, n: t.x ? t.x.length : 0})) : null; }"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _csv(path: Path, frame: str, n: int) -> Path:
+    words = {"pos": ["great", "lovely", "superb", "brilliant"], "neg": ["awful", "poor", "dreadful", "miserable"]}
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            lab = "pos" if i % 2 == 0 else "neg"
+            word = words[lab][i // 2 % 4]
+            w.writerow([frame.format(word=word, i=i), lab])
+    return path
+
+
+def _train(env: dict, *args: str) -> str:
+    res = subprocess.run([sys.executable, "-m", "lepton", "train", "--backbone", "tiny-text", "--batch-size", "8", *args],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=str(REPO))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (make test installs it)")
+    root = tmp_path_factory.mktemp("e2e-compare")
+    home = root / "home"
+    env = dict(os.environ, LEPTON_HOME=str(home), PYTHONUNBUFFERED="1", LEPTON_NO_WORKER="1",
+               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    src = _csv(root / "film_reviews.csv", "the film {i} was {word}, really {word}", 48)
+    tgt = _csv(root / "hotel_reviews.csv", "our stay at hotel {i} was {word} and the room {word}", 32)
+    runs = {"a": _train(env, "--data", str(src), "--adapter", "full", "--epochs", "3", "--name", "full fine-tune"),
+            "b": _train(env, "--data", str(src), "--adapter", "lora", "--epochs", "4", "--lr", "0.003",
+                        "--name", "lora r8")}
+    runs["c"] = _train(env, "--data", str(tgt), "--from", runs["a"], "--epochs", "2", "--name", "hotels warm start")
+    port = _free_port()
+    log = open(root / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError("streamlit did not start:\n" + (root / "streamlit.log").read_text()[-3000:])
+        time.sleep(0.2)
+    ART.mkdir(parents=True, exist_ok=True)
+    yield SimpleNamespace(url=url, home=home, runs=runs)
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, tmp_path):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1500})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def idle(page, timeout: float = 60) -> None:
+    time.sleep(0.3)
+    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
+
+
+def goto(page, server, path: str) -> None:
+    page.goto(server.url + path)
+    page.wait_for_selector('[data-testid="stApp"]')
+    idle(page)
+
+
+def shot(page, name: str) -> None:
+    time.sleep(2.0)  # plotly and canvas tables draw a moment after they appear
+    page.screenshot(path=str(ART / f"{name}.png"), full_page=True)
+
+
+def no_errors(page) -> None:
+    errors = page.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def test_compare_two_runs_from_a_shared_url(server, page):
+    a, b = server.runs["a"], server.runs["b"]
+    goto(page, server, f"/compare?runs={a},{b}&metric=val/macro_f1&x=epoch")
+    page.locator(".st-key-cmp-curves .js-plotly-plot").wait_for()
+    idle(page)
+    no_errors(page)
+    traces = page.evaluate(TRACES_JS, ".st-key-cmp-curves")
+    assert {t["name"] for t in traces} == {"full fine-tune", "lora r8"}
+    assert sorted(t["n"] for t in traces) == [3, 4]  # validation points per epoch of each run
+    assert page.locator(".st-key-cmp-table [data-testid='stDataFrame']").count() == 1
+    assert page.locator(".st-key-cmp-diff [data-testid='stDataFrame']").count() == 1
+    assert page.locator(".st-key-cmp-per-class .js-plotly-plot").count() == 1
+    assert "runs=" in page.url and "metric=val" in page.url
+    shot(page, "compare")
+    # Another x axis from the segmented control updates the URL (shareable) and the chart.
+    page.locator(".st-key-cmp_x button").filter(has_text="step").first.click()
+    idle(page)
+    page.wait_for_function("() => location.search.includes('x=step')", timeout=20_000)
+    layout_x = page.evaluate("() => document.querySelector('.st-key-cmp-curves .js-plotly-plot').layout.xaxis.title.text")
+    assert layout_x == "step"
+
+
+def test_transfer_page_and_run_report(server, page):
+    goto(page, server, "/transfer")
+    page.locator(".st-key-tr-matrix .js-plotly-plot").wait_for()
+    no_errors(page)
+    heat = page.evaluate("() => document.querySelector('.st-key-tr-matrix .js-plotly-plot').data[0]")
+    assert len(heat["y"]) == 3 and len(heat["x"]) == 2
+    page.get_by_role("button", name="Measure forgetting (1 run)").click()
+    idle(page, 120)
+    no_errors(page)
+    shot(page, "transfer")
+    goto(page, server, f"/runs?run={server.runs['a']}")
+    section = page.locator(".st-key-evaluation")
+    section.wait_for()
+    idle(page)
+    no_errors(page)
+    assert section.locator(".js-plotly-plot").count() >= 1
+    for tab, name in (("Pretrained vs fine-tuned", "run_report"), ("Embedding map", "run_report_embeddings"),
+                      ("Calibration", "run_report_calibration"), ("Mistakes", "run_report_mistakes")):
+        page.get_by_role("tab", name=tab).click()
+        idle(page)
+        time.sleep(2.0)
+        section.screenshot(path=str(ART / f"{name}.png"))
+    transfer = page.locator(".st-key-transfer")
+    transfer.wait_for()
+    transfer.screenshot(path=str(ART / "run_transfer.png"))
