@@ -18,12 +18,14 @@ import statistics
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 if "--spin" not in sys.argv:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+warnings.filterwarnings("ignore", category=FutureWarning)  # transformers/peft deprecation notes, once per run
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 DEMO_TEXT = ROOT / "assets" / "demo" / "topics.csv"

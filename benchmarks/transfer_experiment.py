@@ -17,7 +17,8 @@ logistic probe on the untuned backbone that every run reports as its pretrained 
     .venv/bin/python benchmarks/transfer_experiment.py --shots 4 --seeds 0 1 2 3 4
 
 Runs land in --home (default: a fresh temp LEPTON_HOME), so `streamlit run app.py` with that
-LEPTON_HOME shows them on the Transfer and Compare pages. About 4 minutes on 2 CPU cores.
+LEPTON_HOME shows them on the Transfer and Compare pages. 2.5 to 10 minutes on 2 CPU cores (more labels,
+more time; a busy machine doubles it). Results of the three label counts are in the README.
 """
 
 from __future__ import annotations

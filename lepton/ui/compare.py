@@ -140,7 +140,7 @@ def diff_section(diff: dict[str, dict[str, Any]], names: dict[str, str]) -> None
         if not diff:
             st.caption("These runs used the same configuration.")
             return
-        rows = [{"field": f, **{names[rid]: ("–" if v is None else str(v)) for rid, v in values.items()}}
+        rows = [{"field": f, **{names[rid]: ("auto" if v is None else str(v)) for rid, v in values.items()}}
                 for f, values in diff.items()]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
 
