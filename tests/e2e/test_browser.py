@@ -12,25 +12,17 @@ import json
 import os
 import shutil
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from browser_kit import ART, REPO, app_env, goto, idle, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
 DEMO = REPO / "assets" / "demo"
-ART = REPO / "artifacts" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
 TIMINGS: dict[str, float] = {}
 
 POINTS_JS = """(sel) => {
@@ -38,14 +30,6 @@ POINTS_JS = """(sel) => {
   if (!el || !el.data) return -1;
   return el.data.reduce((n, t) => n + (t.x ? t.x.length : 0), 0);
 }"""
-IDLE_JS = """() => { const a = document.querySelector('[data-testid="stApp"]');
-  return !!a && a.getAttribute('data-test-script-state') === 'notRunning'; }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop_pid(pid: int, timeout: float = 15) -> None:
@@ -68,53 +52,17 @@ def _stop_pid(pid: int, timeout: float = 15) -> None:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (make test installs it)")
     home = tmp_path_factory.mktemp("e2e-home")
-    port = _free_port()
-    env = dict(os.environ, LEPTON_HOME=str(home), PYTHONUNBUFFERED="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env = app_env(home)
     env.pop("LEPTON_NO_WORKER", None)  # the app starts the worker itself, as `make run` does
-    log = open(home / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError("streamlit did not start:\n" + (home / "streamlit.log").read_text()[-3000:])
-        time.sleep(0.2)
-    ART.mkdir(parents=True, exist_ok=True)
-    yield SimpleNamespace(url=url, home=home)
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
+    with streamlit_app(env, home / "streamlit.log") as url:
+        yield SimpleNamespace(url=url, home=home)
     # The worker the app started outlives the app on purpose; this test started it, so it stops it.
     try:
         _stop_pid(int((home / "worker.pid").read_text().strip()))
     except (OSError, ValueError):
         pass
     (ART / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-        yield b
-        b.close()
 
 
 @pytest.fixture
@@ -124,18 +72,6 @@ def page(browser):
     pg.set_default_timeout(60_000)
     yield pg
     ctx.close()
-
-
-# ---------------------------------------------------------------- helpers
-def idle(page, timeout: float = 60) -> None:
-    time.sleep(0.3)  # let a just-triggered rerun start before asking whether it ended
-    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
-
-
-def goto(page, server, path: str) -> None:
-    page.goto(server.url + path)
-    page.wait_for_selector('[data-testid="stApp"]')
-    idle(page)
 
 
 def shot(page, name: str) -> None:

@@ -9,34 +9,19 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from browser_kit import ART, REPO, app_env, goto, idle, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
-REPO = Path(__file__).resolve().parents[2]
-ART = REPO / "artifacts" / "e2e"
-CHROMIUM = "/usr/bin/chromium"
-CHROME_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
-IDLE_JS = """() => { const a = document.querySelector('[data-testid="stApp"]');
-  return !!a && a.getAttribute('data-test-script-state') === 'notRunning'; }"""
 TRACES_JS = """(sel) => { const el = document.querySelector(sel + ' .js-plotly-plot');
   return el && el.data ? el.data.map(t => ({name: t.name, n: t.x ? t.x.length : 0})) : null; }"""
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _csv(path: Path, frame: str, n: int) -> Path:
@@ -60,53 +45,17 @@ def _train(env: dict, *args: str) -> str:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (make test installs it)")
     root = tmp_path_factory.mktemp("e2e-compare")
     home = root / "home"
-    env = dict(os.environ, LEPTON_HOME=str(home), PYTHONUNBUFFERED="1", LEPTON_NO_WORKER="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    env = app_env(home, LEPTON_NO_WORKER="1")
     src = _csv(root / "film_reviews.csv", "the film {i} was {word}, really {word}", 48)
     tgt = _csv(root / "hotel_reviews.csv", "our stay at hotel {i} was {word} and the room {word}", 32)
     runs = {"a": _train(env, "--data", str(src), "--adapter", "full", "--epochs", "3", "--name", "full fine-tune"),
             "b": _train(env, "--data", str(src), "--adapter", "lora", "--epochs", "4", "--lr", "0.003",
                         "--name", "lora r8")}
     runs["c"] = _train(env, "--data", str(tgt), "--from", runs["a"], "--epochs", "2", "--name", "hotels warm start")
-    port = _free_port()
-    log = open(root / "streamlit.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if urllib.request.urlopen(url + "/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError("streamlit did not start:\n" + (root / "streamlit.log").read_text()[-3000:])
-        time.sleep(0.2)
-    ART.mkdir(parents=True, exist_ok=True)
-    yield SimpleNamespace(url=url, home=home, runs=runs)
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
-
-@pytest.fixture(scope="module")
-def browser(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
-        yield b
-        b.close()
+    with streamlit_app(env, root / "streamlit.log") as url:
+        yield SimpleNamespace(url=url, home=home, runs=runs)
 
 
 @pytest.fixture
@@ -116,17 +65,6 @@ def page(browser, tmp_path):
     pg.set_default_timeout(60_000)
     yield pg
     ctx.close()
-
-
-def idle(page, timeout: float = 60) -> None:
-    time.sleep(0.3)
-    page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
-
-
-def goto(page, server, path: str) -> None:
-    page.goto(server.url + path)
-    page.wait_for_selector('[data-testid="stApp"]')
-    idle(page)
 
 
 def shot(page, name: str) -> None:
