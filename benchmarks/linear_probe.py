@@ -10,7 +10,7 @@ epoch, test report, the pretrained-baseline extras, checkpoints and the saved mo
   lepton (warm cache)  a later job on the same backbone and data (another lr, more epochs, ...)
   trainer (tutorial)   padding="max_length" (128), fp32; trainer (tuned): dynamic padding + bf16
 
-    .venv/bin/python benchmarks/linear_probe.py [--reps 3] [--epochs 10] [--device cuda]
+    .venv/bin/python benchmarks/linear_probe.py [--reps 2] [--epochs 10] [--device cuda]
 
 Last lines: linear_probe_vs_trainer (Trainer tutorial / Lepton cold), linear_probe_warm_vs_trainer,
 linear_probe_vs_tuned_trainer (Trainer tuned / Lepton cold).
@@ -29,6 +29,7 @@ import _common as C
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.common_args(ap)
+    ap.set_defaults(reps=2)  # the tutorial Trainer side alone takes 1.5-3 minutes a rep on 2 CPUs
     ap.add_argument("--epochs", type=int, default=10)
     args = ap.parse_args()
     home = C.home("probe")

