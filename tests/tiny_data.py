@@ -80,3 +80,16 @@ def tiny_data_for(modality: str, tmp_path: Path) -> Path:
     return {"text": lambda: write_text_csv(tmp_path / "reviews.csv"),
             "image": lambda: write_image_folder(tmp_path / "colours"),
             "audio": lambda: write_audio_folder(tmp_path / "tones")}[modality]()
+
+
+def train_tiny_run(env: dict, *args: str) -> str:
+    """`lepton train` on tiny-text in a real subprocess; returns the run id from its JSON last line."""
+    import json
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    res = subprocess.run([sys.executable, "-m", "lepton", "train", "--backbone", "tiny-text", "--batch-size", "8", *args],
+                         capture_output=True, text=True, timeout=240, env=env, cwd=str(repo))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]

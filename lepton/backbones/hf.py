@@ -142,8 +142,9 @@ class HFBackbone(Backbone):
 
 
 # ---------------------------------------------------------------- text
-# Measured on 2 CPU cores (MiniLM, batch 32, bf16, forward+backward): eager attention trains 25-40 % faster
-# than SDPA's CPU flash kernel up to 128 tokens (its backward is slow on short sequences); inference is even,
+# Measured on 2 CPU cores (MiniLM, batch 32, bf16, forward+backward): without attention dropout SDPA takes
+# its CPU flash kernel, whose backward is 25-40 % slower than eager attention up to 128 tokens; with dropout
+# (MiniLM trains with 0.1) SDPA falls back to plain math and eager is still ~5 % faster. Inference is even,
 # and by 256 tokens SDPA wins. So short CPU batches that will be backpropagated use eager attention.
 EAGER_TRAIN_MAX_TOKENS = 128
 

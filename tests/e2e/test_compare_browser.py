@@ -8,15 +8,13 @@ to artifacts/e2e/{compare,transfer,run_report}.png.
 from __future__ import annotations
 
 import csv
-import json
-import subprocess
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_kit import ART, REPO, app_env, goto, idle, streamlit_app
+from tiny_data import train_tiny_run
+from browser_kit import ART, app_env, goto, idle, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
@@ -36,13 +34,6 @@ def _csv(path: Path, frame: str, n: int) -> Path:
     return path
 
 
-def _train(env: dict, *args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "lepton", "train", "--backbone", "tiny-text", "--batch-size", "8", *args],
-                         capture_output=True, text=True, timeout=240, env=env, cwd=str(REPO))
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e-compare")
@@ -50,10 +41,10 @@ def server(tmp_path_factory):
     env = app_env(home, LEPTON_NO_WORKER="1")
     src = _csv(root / "film_reviews.csv", "the film {i} was {word}, really {word}", 48)
     tgt = _csv(root / "hotel_reviews.csv", "our stay at hotel {i} was {word} and the room {word}", 32)
-    runs = {"a": _train(env, "--data", str(src), "--adapter", "full", "--epochs", "3", "--name", "full fine-tune"),
-            "b": _train(env, "--data", str(src), "--adapter", "lora", "--epochs", "4", "--lr", "0.003",
+    runs = {"a": train_tiny_run(env, "--data", str(src), "--adapter", "full", "--epochs", "3", "--name", "full fine-tune"),
+            "b": train_tiny_run(env, "--data", str(src), "--adapter", "lora", "--epochs", "4", "--lr", "0.003",
                         "--name", "lora r8")}
-    runs["c"] = _train(env, "--data", str(tgt), "--from", runs["a"], "--epochs", "2", "--name", "hotels warm start")
+    runs["c"] = train_tiny_run(env, "--data", str(tgt), "--from", runs["a"], "--epochs", "2", "--name", "hotels warm start")
     with streamlit_app(env, root / "streamlit.log") as url:
         yield SimpleNamespace(url=url, home=home, runs=runs)
 

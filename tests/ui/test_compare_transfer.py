@@ -9,11 +9,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from tiny_data import train_tiny_run
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -32,13 +32,6 @@ def _csv(path: Path, words: dict[str, list[str]], frame: str, n: int) -> Path:
     return path
 
 
-def _train(env: dict, *args: str) -> str:
-    res = subprocess.run([sys.executable, "-m", "lepton", "train", "--backbone", "tiny-text", "--batch-size", "8", *args],
-                         capture_output=True, text=True, timeout=240, env=env, cwd=str(REPO))
-    assert res.returncode == 0, res.stderr[-3000:]
-    return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp-ui")
@@ -47,9 +40,9 @@ def world(tmp_path_factory):
     src = _csv(root / "reviews.csv", words, "the film {i} was {word}, really {word}", 40)
     tgt = _csv(root / "hotels.csv", words, "our hotel stay was {word} and the room {word}", 32)
     env = dict(os.environ, LEPTON_HOME=str(home), PYTHONPATH=str(REPO))
-    a = _train(env, "--data", str(src), "--adapter", "full", "--epochs", "2", "--name", "alpha")
-    b = _train(env, "--data", str(src), "--adapter", "lora", "--epochs", "3", "--lr", "0.003", "--name", "beta")
-    c = _train(env, "--data", str(tgt), "--from", a, "--adapter", "full", "--epochs", "1", "--name", "gamma")
+    a = train_tiny_run(env, "--data", str(src), "--adapter", "full", "--epochs", "2", "--name", "alpha")
+    b = train_tiny_run(env, "--data", str(src), "--adapter", "lora", "--epochs", "3", "--lr", "0.003", "--name", "beta")
+    c = train_tiny_run(env, "--data", str(tgt), "--from", a, "--adapter", "full", "--epochs", "1", "--name", "gamma")
     return {"home": home, "a": a, "b": b, "c": c}
 
 
