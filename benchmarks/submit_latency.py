@@ -10,7 +10,7 @@ What the seconds are made of (printed per rep): the submit command itself, the w
 poll (0-1 s), the job process importing torch + transformers + peft and loading MiniLM (~3.5 s idle on
 2 CPUs), and the first training step.
 
-    .venv/bin/python benchmarks/submit_latency.py [--reps 3]
+    .venv/bin/python benchmarks/submit_latency.py [--reps 3] [--poll 0.25]
 
 Last line: submit_to_first_metric_s (median).
 """
@@ -31,13 +31,15 @@ import _common as C
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     C.common_args(ap)
+    ap.add_argument("--poll", type=float, help="the worker's --poll seconds (default: the worker's own default)")
     args = ap.parse_args()
     home = C.home("submit")
     print(C.load_line("at start"))
     env = dict(os.environ, LEPTON_HOME=str(home), PYTHONPATH=str(C.ROOT))
     lepton = [sys.executable, "-m", "lepton"]
     subprocess.run([*lepton, "ingest", str(C.DEMO_TEXT)], env=env, capture_output=True, check=True, cwd=C.ROOT)
-    worker = subprocess.Popen([*lepton, "worker"], env=env, cwd=C.ROOT, stdout=subprocess.DEVNULL,
+    poll = ["--poll", str(args.poll)] if args.poll else []
+    worker = subprocess.Popen([*lepton, "worker", *poll], env=env, cwd=C.ROOT, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, start_new_session=True)
     from lepton.jobs.store import get_store
 
