@@ -147,6 +147,29 @@ def test_text_padding_is_dynamic_and_truncates_at_max_length():
     assert features(bb, ["word " * 600]).shape == (1, 32)
 
 
+@pytest.mark.parametrize("spec", list_backbones(tiny=True), ids=lambda s: s.name)
+def test_encode_once_then_collate_is_preprocess(spec):
+    """The loop encodes each example once and builds every later batch from the kept encodings."""
+    bb = spec.build()
+    items = raw_items(spec.modality)
+    kept = bb.encode(items)
+    assert len(kept) == len(items)
+    for subset in ([0, 1, 2, 3], [2, 0], [1]):
+        got, want = bb.collate([kept[i] for i in subset]), bb.preprocess([items[i] for i in subset])
+        assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in got)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
+def test_text_collate_pads_exactly_like_the_tokenizer(side):
+    bb = build_backbone("tiny-text")
+    bb.tokenizer.padding_side = side
+    texts = raw_items("text") + ["word " * 300]
+    want = bb.tokenizer(texts, padding=True, truncation=True, max_length=bb._max_tokens(), return_tensors="pt")
+    got = bb.collate(bb.encode(texts))
+    assert set(got) == {"input_ids", "attention_mask", "token_type_ids"}
+    assert all(torch.equal(got[k], want[k]) for k in got)
+
+
 # ---------------------------------------------------------------- Hugging Face folders
 def _save_text(folder: Path) -> None:
     from transformers import BertConfig, BertModel

@@ -18,7 +18,6 @@ from lepton.config import RunConfig
 from lepton.train import run
 from lepton.train.device import bf16_supported
 from lepton.train.features import cache_key, cache_path, cached_features
-from tiny_data import write_text_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 
