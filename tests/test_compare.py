@@ -82,7 +82,7 @@ def test_compare_real_runs_and_cli(home, text_csv, capsys):
                                    name="full-run"))["run_id"]
     b = train_foreground(RunConfig(data=str(text_csv), backbone="tiny-text", adapter="linear-probe", epochs=4,
                                    batch_size=8, name="probe-run"))["run_id"]
-    data = cmp.compare([a, b[:15]], "val/macro_f1", "epoch")
+    data = cmp.compare([a, "probe-run"], "val/macro_f1", "epoch")  # by id and by name
     assert [r["id"] for r in data["runs"]] == [a, b]
     assert {"adapter", "epochs", "name"} <= set(data["config_diff"]) and "data" not in data["config_diff"]
     assert len(data["curves"][a]["x"]) == 2 and len(data["curves"][b]["x"]) == 4
