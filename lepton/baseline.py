@@ -23,9 +23,8 @@ import torch
 
 from lepton.data import Dataset, Example
 from lepton.evaluate import pretrained_vs_finetuned
-from lepton.train.device import autocast
 from lepton.train.events import Emit
-from lepton.train.features import cache_key, cached_features
+from lepton.train.features import batched_features, cached_features, frozen_key
 
 MAX_MAP_POINTS = 2000  # embedding maps stay readable (and the JSON small) on big test sets
 PREDICTIONS = "predictions.csv"
@@ -92,12 +91,6 @@ def pretrained_spec(spec: Any) -> Any:
     return spec.extra.get("base_spec") or spec
 
 
-def frozen_key(spec: Any, content_hash: str, split: str, config: Any, device: torch.device, bf16: bool) -> str:
-    """The frozen-feature cache key, exactly as the loop's linear-probe path builds it."""
-    return cache_key({"name": spec.name, **spec.extra.get("identity", {})}, content_hash, split,
-                     {"max_length": config.max_length, "bf16": bf16, "device": device.type})
-
-
 @torch.no_grad()
 def frozen_features(spec: Any, backbone: Callable[[], torch.nn.Module], ds: Dataset, exs: list[Example], split: str,
                     config: Any, device: torch.device, bf16: bool) -> torch.Tensor:
@@ -106,7 +99,7 @@ def frozen_features(spec: Any, backbone: Callable[[], torch.nn.Module], ds: Data
 
     def compute() -> torch.Tensor:
         bb = backbone()
-        return _batched(lambda batch: bb.forward_features(**batch), bb, ds, exs, max(config.batch_size, 32), device, bf16)
+        return batched_features(lambda batch: bb.forward_features(**batch), bb, ds, exs, max(config.batch_size, 32), device, bf16)
 
     return cached_features(key, compute)[0]
 
@@ -116,23 +109,7 @@ def finetuned_features(model: torch.nn.Module, ds: Dataset, exs: list[Example], 
                        device: torch.device, bf16: bool) -> torch.Tensor:
     """(N, dim) head inputs of the fine-tuned model: what its classifier actually sees."""
     model.eval()
-    return _batched(model.features, model.backbone, ds, exs, max(batch_size, 32), device, bf16)
-
-
-def _batched(fn: Callable, backbone: Any, ds: Dataset, exs: list[Example], step: int, device: torch.device,
-             bf16: bool) -> torch.Tensor:
-    # Texts sorted by length pad little; the result comes back in the split's order.
-    order = np.argsort([len(e.x) for e in exs], kind="stable") if exs and isinstance(exs[0].x, str) else np.arange(len(exs))
-    parts = []
-    for i in range(0, len(exs), step):
-        idx = order[i:i + step]
-        batch = {k: v.to(device) for k, v in backbone.preprocess([ds.load(exs[j].x) for j in idx]).items()}
-        with autocast(device, bf16):
-            parts.append(fn(batch).float().cpu())
-    feats = torch.cat(parts) if parts else torch.zeros(0, getattr(backbone, "dim", 0))
-    inv = np.empty_like(order)
-    inv[order] = np.arange(len(exs))
-    return feats[torch.from_numpy(inv)]
+    return batched_features(model.features, model.backbone, ds, exs, max(batch_size, 32), device, bf16)
 
 
 def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, seed: int = 0) -> np.ndarray:

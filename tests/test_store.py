@@ -17,7 +17,7 @@ import pytest
 from job_fixtures import bad_csv, job_csv, job_home, run_lepton, spawn_worker, subprocess_env, wait_for  # noqa: F401
 from lepton.cli import main as cli_main
 from lepton.config import RunConfig
-from lepton.errors import LeptonError, RunError
+from lepton.errors import RunError
 from lepton.jobs import launcher
 from lepton.jobs.status import ACTIVE, FINAL, RESUMABLE, Status
 from lepton.jobs.store import SCHEMA_VERSION, Store, get_store, new_run_id

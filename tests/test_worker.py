@@ -6,6 +6,7 @@ Each job process pays ~5 s (more on a busy machine) to import torch, transformer
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 
@@ -138,3 +139,38 @@ def test_cancel_crash_and_shutdown_of_running_jobs(job_home, long_csv, spawn_wor
     assert run["status"] == "interrupted" and "lepton resume" in run["message"]
     assert not pid_alive(runs[shutdown_id]["child_pid"])
     assert st.live_workers() == []
+
+
+def spare_pid(home, other_than: int | None = None) -> int | None:
+    """The pid of the worker's spare once it has done its imports (from logs/spare.log), else None."""
+    m = re.search(r"lepton spare: pid (\d+) ready", (home / "logs" / "spare.log").read_text(errors="replace")
+                  if (home / "logs" / "spare.log").exists() else "")
+    pid = int(m.group(1)) if m else None
+    return pid if pid != other_than and pid_alive(pid) else None
+
+
+def test_idle_worker_hands_the_next_run_to_its_preloaded_spare(job_home, job_csv, spawn_worker):
+    st = get_store()
+    worker = spawn_worker("--poll", "0.2")
+    first = wait_for(lambda: spare_pid(job_home), 90, what="the spare to finish its imports")
+
+    rid = launcher.submit(tiny(job_csv))
+    run = launcher.wait(rid, timeout=90)
+    assert run["status"] == "finished", run["error"]
+    assert run["child_pid"] == first  # the spare became the run's job process...
+    assert f"pid {first} starting (preloaded spare)" in (job_home / "runs" / rid / "worker.log").read_text()
+    wait_for(lambda: not pid_alive(first), 10, what="the job process to end with its run")
+
+    # Idle again: a new spare. A worker killed outright closes the spare's stdin, and the spare goes too.
+    second = wait_for(lambda: spare_pid(job_home, other_than=first), 90, what="a new spare")
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    wait_for(lambda: not pid_alive(second), 10, what="the spare to exit with its worker")
+    assert st.get_run(rid)["status"] == "finished"
+
+
+def test_worker_without_spare_starts_a_fresh_process_per_run(job_home, job_csv, spawn_worker):
+    rid = launcher.submit(tiny(job_csv))
+    assert spawn_worker("--once", "--no-spare").wait(timeout=90) == 0
+    assert get_store().get_run(rid)["status"] == "finished"
+    assert not (job_home / "logs" / "spare.log").exists()

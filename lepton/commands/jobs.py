@@ -181,8 +181,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ worker
 def _worker_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--concurrency", type=int, default=1, help="runs trained at the same time (each in its own process)")
-    p.add_argument("--poll", type=float, default=1.0, help="seconds between looks at the queue")
+    p.add_argument("--poll", type=float, help="seconds between looks at the queue (default 0.25)")
     p.add_argument("--once", action="store_true", help="exit when the queue is empty and no run is left")
+    p.add_argument("--no-spare", dest="spare", action="store_false",
+                   help="do not keep a spare job process with its imports done while idle (saves ~0.8 GB of "
+                        "memory; each run then takes ~3 s longer to start)")
 
 
 @command("worker", "Run queued jobs in child processes (log: LEPTON_HOME/logs/worker.log)", _worker_args)
@@ -192,6 +195,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         raise LeptonError(f"--concurrency {args.concurrency}: must be at least 1")
-    if args.poll <= 0:
+    if args.poll is not None and args.poll <= 0:
         raise LeptonError(f"--poll {args.poll}: must be a positive number of seconds")
-    return worker.main(concurrency=args.concurrency, poll=args.poll, once=args.once)
+    return worker.main(concurrency=args.concurrency, poll=args.poll or worker.POLL_S, once=args.once, spare=args.spare)

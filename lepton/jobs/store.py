@@ -318,6 +318,9 @@ class Store:
 
     def claim_next(self, worker_id: str, pid: int) -> dict | None:
         """Atomically move the oldest queued run to running for this worker; None if the queue is empty."""
+        # A plain read first: an idle worker polls often, and an empty queue should not cost a write lock.
+        if not self._read("SELECT 1 FROM runs WHERE status='queued' LIMIT 1"):
+            return None
         now = _now()
         with self._write() as c:  # BEGIN IMMEDIATE: only one claimer at a time sees the queue
             row = c.execute(

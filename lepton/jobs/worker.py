@@ -1,14 +1,17 @@
 """The worker: claims queued runs and trains each one in its own child process.
 
-    lepton worker [--concurrency N] [--poll S] [--once]
+    lepton worker [--concurrency N] [--poll S] [--once] [--no-spare]
 
 One loop, a few things per turn:
   1. heartbeat (every ~2 s; it names the runs its children are training) and reap dead runs;
   2. look after each child: cancel requested -> SIGTERM its process group, SIGKILL after 5 s;
      exited -> record how (a crash or an OOM kill keeps the tail of its worker.log as the error);
   3. claim queued runs up to the concurrency and start a child for each;
-  4. sleep `poll` seconds.
-A child is `python -m lepton.jobs.child RUN_ID`, in its own session, writing to <run_dir>/worker.log.
+  4. while no run is training, keep one spare child with the heavy imports done (see child.py), so the
+     next run starts training within a second of its claim instead of ~4 s;
+  5. sleep `poll` seconds (an empty queue costs one read, no write lock).
+A child is `python -m lepton.jobs.child RUN_ID` (or the spare, handed RUN_ID on stdin), in its own
+session, writing to <run_dir>/worker.log.
 The worker's own log is LEPTON_HOME/logs/worker.log. SIGTERM/SIGINT stop the children and mark
 their runs interrupted, so `lepton resume` continues them from their last checkpoint.
 """
@@ -35,6 +38,8 @@ HEARTBEAT_S = 2.0
 DEAD_AFTER_S = 15.0  # a heartbeat older than this means the worker is gone
 KILL_AFTER_S = 5.0  # SIGTERM, then SIGKILL if the child is still there
 LOG_TAIL_LINES = 40
+POLL_S = 0.25
+SPARE_RETRY_S = 60.0  # a spare that died while waiting is replaced after this long, not in a tight loop
 
 log = logging.getLogger("lepton.worker")
 
@@ -106,10 +111,14 @@ def describe_exit(code: int) -> str:
 
 
 class Worker:
-    def __init__(self, concurrency: int = 1, poll: float = 1.0, once: bool = False, store: Store | None = None):
+    def __init__(self, concurrency: int = 1, poll: float = POLL_S, once: bool = False, store: Store | None = None,
+                 spare: bool = True):
         self.concurrency = max(1, int(concurrency))
         self.poll = max(0.05, float(poll))
         self.once = once
+        self.use_spare = spare and not once
+        self.spare: subprocess.Popen | None = None
+        self._spare_after = 0.0
         self.store = store or get_store()
         self.id = new_worker_id()
         self.pid = os.getpid()
@@ -121,7 +130,8 @@ class Worker:
     def run(self) -> int:
         setup_logging()
         self._install_signals()
-        log.info("worker %s started (concurrency %d, poll %.1fs, home %s)", self.id, self.concurrency, self.poll, paths.home())
+        log.info("worker %s started (concurrency %d, poll %.2fs, spare %s, home %s)", self.id, self.concurrency,
+                 self.poll, "on" if self.use_spare else "off", paths.home())
         self._beat(force=True)
         try:
             while self._stop is None:
@@ -129,6 +139,7 @@ class Worker:
                     self._beat()
                     self._watch_children()
                     claimed = self._claim()
+                    self._keep_spare()
                 except sqlite3.OperationalError as e:  # e.g. locked for longer than busy_timeout: try again
                     log.warning("database busy (%s); retrying", e)
                     self._sleep(self.poll)
@@ -194,21 +205,63 @@ class Worker:
         log_file.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} attempt {run['attempt']} "
                        f"by worker {self.id} ====\n".encode())
         log_file.flush()
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lepton.jobs.child", run["id"]],
-            stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
-            start_new_session=True, env=child_env(), close_fds=True,
-        )
+        proc = self._hand_to_spare(run["id"]) or self._spawn([run["id"]], log_file)
         self.store.update_run(run["id"], child_pid=proc.pid)
         self.children[run["id"]] = Child(run["id"], proc, log_path, log_file)
         log.info("run %s: started (attempt %d, pid %d)", run["id"], run["attempt"], proc.pid)
 
-    def _signal(self, child: Child, sig: int) -> None:
+    @staticmethod
+    def _spawn(args: list[str], out: IO[bytes], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "lepton.jobs.child", *args], stdin=stdin, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=child_env(), close_fds=True)
+
+    def _keep_spare(self) -> None:
+        """While no run trains, keep one spare child that has done its imports (it waits on stdin).
+
+        Only while idle: on a small machine its ~3 s of importing would slow a run that is training.
+        """
+        if not self.use_spare or self.children or self._stop is not None:
+            return
+        if self.spare is not None:
+            if self.spare.poll() is None:
+                return
+            log.warning("the spare job process exited (code %s) while waiting; see %s", self.spare.returncode,
+                        paths.logs_dir() / "spare.log")
+            self.spare = None
+            self._spare_after = time.monotonic() + SPARE_RETRY_S
+        if time.monotonic() < self._spare_after:
+            return
+        with open(paths.logs_dir() / "spare.log", "wb") as out:  # the child keeps its own copy of the handle
+            self.spare = self._spawn(["--spare"], out, stdin=subprocess.PIPE)
+
+    def _hand_to_spare(self, run_id: str) -> subprocess.Popen | None:
+        """Give run_id to the spare, if there is a live one; it becomes that run's child."""
+        spare, self.spare = self.spare, None
+        if spare is None:
+            return None
+        try:
+            if spare.poll() is None:
+                spare.stdin.write(f"{run_id}\n".encode())
+                spare.stdin.close()
+                return spare
+        except OSError:  # it died between the poll and the write
+            pass
+        self._stop_spare(spare)
+        return None
+
+    def _stop_spare(self, spare: subprocess.Popen | None) -> None:
+        if spare is None:
+            return
+        self._signal(spare, signal.SIGKILL)  # it holds nothing but imports
+        spare.wait()
+
+    def _signal(self, child: Child | subprocess.Popen, sig: int) -> None:
+        proc = child.proc if isinstance(child, Child) else child
         try:  # the whole process group: data-loader workers and the like go too
-            os.killpg(child.proc.pid, sig)
+            os.killpg(proc.pid, sig)
         except (ProcessLookupError, PermissionError):
             try:
-                child.proc.send_signal(sig)
+                proc.send_signal(sig)
             except ProcessLookupError:
                 pass
 
@@ -258,6 +311,8 @@ class Worker:
 
     # ------------------------------------------------------------ shutdown
     def _shutdown(self, why: str | None) -> None:
+        self._stop_spare(self.spare)
+        self.spare = None
         if self.children:
             log.info("stopping %d job(s) (%s)", len(self.children), why)
         for child in self.children.values():
@@ -292,11 +347,11 @@ def _release_pidfile(pid: int) -> None:
         pass
 
 
-def main(concurrency: int = 1, poll: float = 1.0, once: bool = False) -> int:
+def main(concurrency: int = 1, poll: float = POLL_S, once: bool = False, spare: bool = True) -> int:
     from lepton.jobs.launcher import write_pidfile
 
     write_pidfile(os.getpid())
-    return Worker(concurrency=concurrency, poll=poll, once=once).run()
+    return Worker(concurrency=concurrency, poll=poll, once=once, spare=spare).run()
 
 
 if __name__ == "__main__":  # python -m lepton.jobs.worker: the same loop without the CLI
@@ -304,7 +359,8 @@ if __name__ == "__main__":  # python -m lepton.jobs.worker: the same loop withou
 
     ap = argparse.ArgumentParser(prog="lepton.jobs.worker")
     ap.add_argument("--concurrency", type=int, default=1)
-    ap.add_argument("--poll", type=float, default=1.0)
+    ap.add_argument("--poll", type=float, default=POLL_S)
     ap.add_argument("--once", action="store_true")
+    ap.add_argument("--no-spare", dest="spare", action="store_false")
     a = ap.parse_args()
-    raise SystemExit(main(a.concurrency, a.poll, a.once))
+    raise SystemExit(main(a.concurrency, a.poll, a.once, a.spare))

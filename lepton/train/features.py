@@ -13,10 +13,12 @@ import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
 from lepton import paths
+from lepton.train.device import autocast
 
 VERSION = 1  # bump when feature extraction changes in a way the key cannot see
 
@@ -25,6 +27,33 @@ def cache_key(backbone_id: dict[str, Any], content_hash: str, split: str, prepro
     blob = json.dumps({"v": VERSION, "backbone": backbone_id, "data": content_hash, "split": split,
                        "pre": preprocessing}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def frozen_key(spec: Any, content_hash: str, split: str, config: Any, device: torch.device, bf16: bool) -> str:
+    """The key of one split's features under a frozen backbone: the linear-probe path and the baseline share it."""
+    return cache_key({"name": spec.name, **spec.extra.get("identity", {})}, content_hash, split,
+                     {"max_length": config.max_length, "bf16": bf16, "device": device.type})
+
+
+@torch.no_grad()
+def batched_features(fn: Callable[[dict[str, torch.Tensor]], torch.Tensor], backbone: Any, ds: Any, exs: list,
+                     batch_size: int, device: torch.device, bf16: bool,
+                     on_batch: Callable[[int], None] | None = None) -> torch.Tensor:
+    """(N, dim) fn(batch) over exs in batches, in the split's order. on_batch(n) follows progress."""
+    # Texts sorted by length pad little; the result is put back in order at the end.
+    order = np.argsort([len(e.x) for e in exs], kind="stable") if exs and isinstance(exs[0].x, str) else np.arange(len(exs))
+    parts = []
+    for i in range(0, len(exs), batch_size):
+        idx = order[i:i + batch_size]
+        batch = {k: v.to(device) for k, v in backbone.preprocess([ds.load(exs[j].x) for j in idx]).items()}
+        with autocast(device, bf16):
+            parts.append(fn(batch).float().cpu())
+        if on_batch:
+            on_batch(len(idx))
+    feats = torch.cat(parts) if parts else torch.zeros(0, getattr(backbone, "dim", 0))
+    inv = np.empty_like(order)
+    inv[order] = np.arange(len(exs))
+    return feats[torch.from_numpy(inv)]
 
 
 def cache_path(key: str) -> Path:

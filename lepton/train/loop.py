@@ -30,7 +30,7 @@ from lepton.evaluate import metrics as score, report as full_report
 from lepton.heads import classification_head
 from lepton.train.device import autocast, memory_mb, pick_device, use_bf16
 from lepton.train.events import Emit, null_emit
-from lepton.train.features import cache_key, cached_features
+from lepton.train.features import batched_features, cached_features, frozen_key
 from lepton.train.progress import EVAL_COST, TRAIN_COST, Progress
 
 CHECKPOINT_EVERY_S = 30.0  # mid-epoch checkpoints, so a killed worker loses at most this much work
@@ -226,6 +226,10 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
         emit("log", level="info", message=f"stopped after epoch {state['epoch']} ({stopped}); keeping the best model")
 
     # ---- 8. Evaluate the best model on the test split ----
+    # Training is over and last.pt holds the optimiser: its state and the gradients (3x the trainable
+    # weights for AdamW) make room for the evaluation and the baseline's backbone.
+    optim.state.clear()
+    optim.zero_grad(set_to_none=True)
     if best_file.exists():
         trained.load_state_dict(load_file(best_file), strict=False)
     trained.eval()
@@ -406,29 +410,16 @@ def _features(model, spec, data, split: str, ds: Dataset, config: RunConfig, dev
     """(N, dim) frozen features for one split, through the on-disk cache."""
     exs = data[0]
     backbone = model.backbone
-    key = cache_key({"name": spec.name, **spec.extra.get("identity", {})}, ds.manifest["content_hash"], split,
-                    {"max_length": config.max_length, "bf16": bf16, "device": device.type})
 
     def compute() -> torch.Tensor:
         backbone.to(device)
-        lengths = _lengths(exs)
-        order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(len(exs))
-        parts = []
-        step = max(config.batch_size, 32)
-        for i in range(0, len(exs), step):
-            idx = order[i:i + step]
-            with autocast(device, bf16):
-                parts.append(backbone.forward_features(**_to(backbone.preprocess([ds.load(exs[j].x) for j in idx]),
-                                                             device)).float().cpu())
-            progress.add(len(idx) * EVAL_COST, "features", f"extracting {split} features")
-        feats = torch.cat(parts) if parts else torch.zeros(0, backbone.dim)
-        inv = np.empty_like(order)
-        inv[order] = np.arange(len(exs))
-        return feats[torch.from_numpy(inv)]
+        return batched_features(lambda batch: backbone.forward_features(**batch), backbone, ds, exs,
+                                max(config.batch_size, 32), device, bf16,
+                                on_batch=lambda n: progress.add(n * EVAL_COST, "features", f"extracting {split} features"))
 
     if not exs:
         return torch.zeros(0, backbone.dim)
-    feats, hit = cached_features(key, compute)
+    feats, hit = cached_features(frozen_key(spec, ds.manifest["content_hash"], split, config, device, bf16), compute)
     if hit:
         progress.add(len(exs) * EVAL_COST, "features", f"{split} features from cache")
     emit("log", level="info", message=f"{split} features: {tuple(feats.shape)} ({'cache hit' if hit else 'computed'})")

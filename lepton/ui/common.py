@@ -198,6 +198,16 @@ def datasets_by_id() -> dict[str, dict]:
         return {}
 
 
+def run_parts(run: dict, datasets: dict[str, dict]) -> tuple[str, str, str]:
+    """(dataset name, backbone, adapter) for a run's titles and labels.
+
+    The dashboard stores dataset ids; a CLI run may name a file path, shown by its file name."""
+    cfg = run.get("config") or {}
+    ds = datasets.get(cfg.get("data")) or {}
+    backbone, adapter = model_names(cfg, ds.get("modality"))
+    return ds.get("name") or Path(str(cfg.get("data") or "")).name, backbone, adapter
+
+
 def model_names(cfg: dict, modality: str | None) -> tuple[str, str]:
     """(backbone, adapter) a run uses, with the defaults an empty config means spelled out."""
     backbone, adapter = cfg.get("backbone"), cfg.get("adapter")

@@ -5,7 +5,6 @@ The URL is the state worth sharing: `?runs=a,b&metric=val/macro_f1&x=epoch` open
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -84,10 +83,8 @@ def pick_runs() -> list[str]:
     def fmt(rid: str) -> str:
         r = by_id[rid]
         cfg = r.get("config") or {}
-        ds = datasets.get(cfg.get("data")) or {}
-        backbone, adapter = common.model_names(cfg, ds.get("modality"))
+        data, backbone, adapter = common.run_parts(r, datasets)
         name = r.get("name") or cfg.get("name") or rid
-        data = ds.get("name") or Path(str(cfg.get("data") or "")).name  # a CLI run may name a file path
         return f"{name} · {data} · {backbone} + {adapter}" + (f" · {rid}" if name != rid else "")
 
     st.session_state["cmp_runs"] = [r for r in st.session_state["cmp_runs"] if r in by_id]

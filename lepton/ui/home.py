@@ -92,15 +92,13 @@ def _recent_rows(limit: int, was_active: bool) -> None:
         st.rerun()
     datasets = common.datasets_by_id()
     for r in runs:
-        cfg = r.get("config") or {}
         metrics = (r.get("result") or {}).get("metrics") or {}
         with st.container(border=True):
             c = st.columns([1.1, 2.8, 2.6, 1.1, 0.8], vertical_alignment="center")
             with c[0]:
                 common.status_badge(r["status"])
-            backbone, adapter = common.model_names(cfg, (datasets.get(cfg.get("data")) or {}).get("modality"))
-            ds = datasets.get(cfg.get("data")) or {}
-            title = r.get("name") or f"{ds.get('name') or cfg.get('data')} · {backbone} + {adapter}"
+            data, backbone, adapter = common.run_parts(r, datasets)
+            title = r.get("name") or f"{data} · {backbone} + {adapter}"
             c[1].markdown(f"**{title}**  \n<span class='lp-muted'>{backbone} · {adapter} · {r['id']}</span>",
                           unsafe_allow_html=True)
             if r["status"] == "finished" and metrics.get("accuracy") is not None:

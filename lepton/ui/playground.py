@@ -53,7 +53,7 @@ def pick_run() -> dict | None:
         cfg = r.get("config") or {}
         acc = ((r.get("result") or {}).get("metrics") or {}).get("accuracy")
         name = r.get("name") or cfg.get("name") or i
-        backbone, adapter = common.model_names(cfg, (datasets.get(cfg.get("data")) or {}).get("modality"))
+        _, backbone, adapter = common.run_parts(r, datasets)
         return f"{name} · {backbone} + {adapter}" + (
             f" · accuracy {acc:.1%}" if acc is not None else "") + (f" · {i}" if name != i else "")
 

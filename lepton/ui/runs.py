@@ -87,13 +87,12 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
-        ds = datasets.get(cfg.get("data")) or {}
-        backbone, adapter = common.model_names(cfg, ds.get("modality"))
+        data, backbone, adapter = common.run_parts(r, datasets)
         res = (r.get("result") or {}).get("metrics") or {}
         rows.append({
             "status": r["status"],
             "name": r.get("name") or cfg.get("name") or r["id"],
-            "dataset": ds.get("name") or cfg.get("data") or "",
+            "dataset": data,
             "backbone": backbone,
             "adapter": adapter,
             "progress": float(r.get("progress") or 0.0),
@@ -180,12 +179,11 @@ def run_view(run_id: str) -> None:
 
 def header(run: dict) -> None:
     cfg = run.get("config") or {}
-    ds = common.datasets_by_id().get(cfg.get("data")) or {}
-    backbone, adapter = common.model_names(cfg, ds.get("modality"))
-    title = run.get("name") or cfg.get("name") or f"{ds.get('name') or cfg.get('data')} · {backbone} + {adapter}"
+    data, backbone, adapter = common.run_parts(run, common.datasets_by_id())
+    title = run.get("name") or cfg.get("name") or f"{data} · {backbone} + {adapter}"
     st.markdown(f"## {title}")
     st.markdown(
-        f"<span class='lp-kv'>id <code>{run['id']}</code> · dataset <b>{ds.get('name') or cfg.get('data')}</b>"
+        f"<span class='lp-kv'>id <code>{run['id']}</code> · dataset <b>{data}</b>"
         f" · backbone <b>{backbone}</b> · adapter <b>{adapter}</b>"
         f" · created {common.fmt_ago(run.get('created'))}</span>", unsafe_allow_html=True)
 
