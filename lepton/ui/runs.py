@@ -382,28 +382,13 @@ def final_report(run: dict, report: dict) -> None:
 
 
 def extensions(run: dict, report: dict) -> None:
-    """Sections other areas of the dashboard add to a finished run (evaluation tabs, transfer)."""
-    try:
-        from lepton.ui import report as report_ui
-    except ImportError:
-        report_ui = None
-    if hasattr(report_ui, "run_report"):
-        with common.guard("Could not show the evaluation"):
-            report_ui.run_report(run, report)
-    else:
-        wrong = report.get("misclassified") or []
-        if wrong:
-            with st.expander(f"Misclassified examples ({len(wrong)})"):
-                st.dataframe(pd.DataFrame(wrong[:200]), hide_index=True, width="stretch", column_config={
-                    "ref": st.column_config.TextColumn("example", width="large"),
-                    "confidence": st.column_config.NumberColumn(format="percent", width="small")})
-    try:
-        from lepton.ui import transfer as transfer_ui
-    except ImportError:
-        return
-    if hasattr(transfer_ui, "run_section"):
-        with common.guard("Could not show the transfer results"):
-            transfer_ui.run_section(run)
+    """The finished run's evaluation tabs and transfer section, each failing on its own."""
+    from lepton.ui import report as report_ui, transfer as transfer_ui
+
+    with common.guard("Could not show the evaluation"):
+        report_ui.run_report(run, report)
+    with common.guard("Could not show the transfer results"):
+        transfer_ui.run_section(run)
 
 
 def details(run: dict) -> None:
