@@ -200,6 +200,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
                 save_last()
                 t_ckpt = time.time()
         state["train_s"] += time.time() - t_epoch
+        t_pause = time.time()
         epoch_done = state["batch"] >= len(batches)
         if epoch_done:
             state["epoch"] += 1
@@ -222,6 +223,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
         if epoch_done:
             save_last()
             t_ckpt = time.time()
+        t_log += time.time() - t_pause  # samples/s counts training only: no dip after every validation
     if stopped:
         emit("log", level="info", message=f"stopped after epoch {state['epoch']} ({stopped}); keeping the best model")
 
