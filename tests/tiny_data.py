@@ -30,6 +30,19 @@ def write_text_csv(path: Path, n: int = 48, seed: int = 0) -> Path:
     return path
 
 
+def write_word_csv(path: Path, words: dict[str, list[str]], frame: str, n: int) -> Path:
+    """n rows of frame.format(word=, i=), labels in turn, each label's words in turn: texts a tiny model can learn."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        labels = list(words)
+        for i in range(n):
+            lab = labels[i % len(labels)]
+            word = words[lab][i // len(labels) % len(words[lab])]
+            w.writerow([frame.format(word=word, i=i), lab])
+    return path
+
+
 def write_image_folder(root: Path, n_per_class: int = 12, seed: int = 0) -> Path:
     rng = random.Random(seed)
     for label, colour in (("red", (220, 30, 30)), ("blue", (30, 30, 220))):

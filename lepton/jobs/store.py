@@ -100,6 +100,15 @@ CREATE TABLE IF NOT EXISTS heartbeats (
 HOST = socket.gethostname()
 
 
+def _where(sql: str, args: list, **equal: Any) -> tuple[str, list]:
+    """sql and args, with "AND column=?" for each filter that is not None."""
+    for column, value in equal.items():
+        if value is not None:
+            sql += f" AND {column}=?"
+            args.append(value)
+    return sql, args
+
+
 def _now() -> float:
     return time.time()
 
@@ -464,13 +473,8 @@ class Store:
 
     def metrics(self, run_id: str, after_id: int = 0, split: str | None = None, name: str | None = None) -> list[dict]:
         """Metric rows with id > after_id, oldest first: a live chart asks only for what is new."""
-        sql, args = "SELECT * FROM metrics WHERE run_id=? AND id>?", [run_id, int(after_id or 0)]
-        if split is not None:
-            sql += " AND split=?"
-            args.append(split)
-        if name is not None:
-            sql += " AND name=?"
-            args.append(name)
+        sql, args = _where("SELECT * FROM metrics WHERE run_id=? AND id>?", [run_id, int(after_id or 0)],
+                           split=split, name=name)
         return [dict(r) for r in self._read(sql + " ORDER BY id", args)]
 
     def delete_metrics(self, run_id: str, after_step: int | None = None) -> int:
@@ -491,13 +495,7 @@ class Store:
 
     def evaluations(self, run_id: str | None = None, dataset_id: str | None = None) -> list[dict]:
         """Stored evaluations, oldest first (so the last one per run and dataset is the newest)."""
-        sql, args = "SELECT * FROM evaluations WHERE 1=1", []
-        if run_id is not None:
-            sql += " AND run_id=?"
-            args.append(run_id)
-        if dataset_id is not None:
-            sql += " AND dataset_id=?"
-            args.append(dataset_id)
+        sql, args = _where("SELECT * FROM evaluations WHERE 1=1", [], run_id=run_id, dataset_id=dataset_id)
         out = []
         for r in self._read(sql + " ORDER BY created, id", args):
             d = dict(r)

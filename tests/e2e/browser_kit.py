@@ -73,3 +73,9 @@ def goto(page, server, path: str) -> None:
     page.goto(server.url + path)
     page.wait_for_selector('[data-testid="stApp"]')
     idle(page)
+
+
+def shot(page, name: str) -> None:
+    """A full-page screenshot in artifacts/e2e/, to look at after `make test`."""
+    time.sleep(1.5)  # plotly and canvas tables draw a moment after they appear
+    page.screenshot(path=str(ART / f"{name}.png"), full_page=True)

@@ -16,6 +16,15 @@ def browser(server):
         b.close()
 
 
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1600})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
 @pytest.fixture(autouse=True)
 def _needs_chromium():
     if not Path(CHROMIUM).exists():

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_kit import ART, REPO, app_env, goto, idle, streamlit_app
+from browser_kit import ART, REPO, app_env, goto, idle, shot, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
@@ -63,20 +63,6 @@ def server(tmp_path_factory):
     except (OSError, ValueError):
         pass
     (ART / "timings.json").write_text(json.dumps(TIMINGS, indent=2))
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1700})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
-
-
-def shot(page, name: str) -> None:
-    time.sleep(0.8)  # plotly and canvas tables draw a moment after they appear
-    page.screenshot(path=str(ART / f"{name}.png"))
 
 
 def choose(page, key: str, prefix: str) -> None:

@@ -7,14 +7,12 @@ to artifacts/e2e/{compare,transfer,run_report}.png.
 
 from __future__ import annotations
 
-import csv
 import time
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from tiny_data import train_tiny_run
-from browser_kit import ART, app_env, goto, idle, streamlit_app
+from tiny_data import train_tiny_run, write_word_csv
+from browser_kit import ART, app_env, goto, idle, shot, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
@@ -22,16 +20,7 @@ TRACES_JS = """(sel) => { const el = document.querySelector(sel + ' .js-plotly-p
   return el && el.data ? el.data.map(t => ({name: t.name, n: t.x ? t.x.length : 0})) : null; }"""
 
 
-def _csv(path: Path, frame: str, n: int) -> Path:
-    words = {"pos": ["great", "lovely", "superb", "brilliant"], "neg": ["awful", "poor", "dreadful", "miserable"]}
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        for i in range(n):
-            lab = "pos" if i % 2 == 0 else "neg"
-            word = words[lab][i // 2 % 4]
-            w.writerow([frame.format(word=word, i=i), lab])
-    return path
+WORDS = {"pos": ["great", "lovely", "superb", "brilliant"], "neg": ["awful", "poor", "dreadful", "miserable"]}
 
 
 @pytest.fixture(scope="module")
@@ -39,28 +28,14 @@ def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e-compare")
     home = root / "home"
     env = app_env(home, LEPTON_NO_WORKER="1")
-    src = _csv(root / "film_reviews.csv", "the film {i} was {word}, really {word}", 48)
-    tgt = _csv(root / "hotel_reviews.csv", "our stay at hotel {i} was {word} and the room {word}", 32)
+    src = write_word_csv(root / "film_reviews.csv", WORDS, "the film {i} was {word}, really {word}", 48)
+    tgt = write_word_csv(root / "hotel_reviews.csv", WORDS, "our stay at hotel {i} was {word} and the room {word}", 32)
     runs = {"a": train_tiny_run(env, "--data", str(src), "--adapter", "full", "--epochs", "3", "--name", "full fine-tune"),
             "b": train_tiny_run(env, "--data", str(src), "--adapter", "lora", "--epochs", "4", "--lr", "0.003",
                         "--name", "lora r8")}
     runs["c"] = train_tiny_run(env, "--data", str(tgt), "--from", runs["a"], "--epochs", "2", "--name", "hotels warm start")
     with streamlit_app(env, root / "streamlit.log") as url:
         yield SimpleNamespace(url=url, home=home, runs=runs)
-
-
-@pytest.fixture
-def page(browser, tmp_path):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1500})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
-
-
-def shot(page, name: str) -> None:
-    time.sleep(2.0)  # plotly and canvas tables draw a moment after they appear
-    page.screenshot(path=str(ART / f"{name}.png"), full_page=True)
 
 
 def no_errors(page) -> None:

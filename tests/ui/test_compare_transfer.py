@@ -6,30 +6,17 @@ LEPTON_HOME: two cold runs on one dataset and a warm start (`--from`) on a secon
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import sys
 from pathlib import Path
 
 import pytest
-from tiny_data import train_tiny_run
+from tiny_data import train_tiny_run, write_word_csv
 from streamlit.testing.v1 import AppTest
 
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 90
-
-
-def _csv(path: Path, words: dict[str, list[str]], frame: str, n: int) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["text", "label"])
-        labels = list(words)
-        for i in range(n):
-            lab = labels[i % len(labels)]
-            word = words[lab][i // len(labels) % len(words[lab])]
-            w.writerow([frame.format(word=word, i=i), lab])
-    return path
 
 
 @pytest.fixture(scope="module")
@@ -37,8 +24,8 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("cmp-ui")
     home = root / "home"
     words = {"pos": ["great", "lovely", "superb"], "neg": ["awful", "poor", "dreadful"]}
-    src = _csv(root / "reviews.csv", words, "the film {i} was {word}, really {word}", 40)
-    tgt = _csv(root / "hotels.csv", words, "our hotel stay was {word} and the room {word}", 32)
+    src = write_word_csv(root / "reviews.csv", words, "the film {i} was {word}, really {word}", 40)
+    tgt = write_word_csv(root / "hotels.csv", words, "our hotel stay was {word} and the room {word}", 32)
     env = dict(os.environ, LEPTON_HOME=str(home), PYTHONPATH=str(REPO))
     a = train_tiny_run(env, "--data", str(src), "--adapter", "full", "--epochs", "2", "--name", "alpha")
     b = train_tiny_run(env, "--data", str(src), "--adapter", "lora", "--epochs", "3", "--lr", "0.003", "--name", "beta")
