@@ -181,18 +181,21 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
             loss_sum += loss.detach()
             n_logged += 1
             seen_log += len(idx)
-            if state["step"] == 1 or state["step"] % config.log_every == 0:
-                now = time.time()
+            logged = state["step"] == 1 or state["step"] % config.log_every == 0
+            if logged:
+                loss_value = (loss_sum / n_logged).item()  # the one host sync: every step so far has finished
                 emit("metrics", step=state["step"], epoch=state["epoch"] + (b + 1) / len(batches), split="train",
-                     values={"loss": (loss_sum / n_logged).item(), "lr": sched.get_last_lr()[0],
-                             "samples_per_s": seen_log / max(now - t_log, 1e-9)})
+                     values={"loss": loss_value, "lr": sched.get_last_lr()[0],
+                             "samples_per_s": seen_log / max(time.time() - t_log, 1e-9)})
                 emit("metrics", step=state["step"], epoch=state["epoch"] + (b + 1) / len(batches), split="system",
                      values=memory_mb(device))
                 loss_sum.zero_()
-                n_logged, seen_log, t_log = 0, 0, now
+                n_logged, seen_log = 0, 0
             # After the metrics: step 1's "train" phase change makes the job store write the first curve point at once.
             progress.add(len(idx) * (0.01 if adapter.frozen else TRAIN_COST), "train",
                          f"epoch {state['epoch'] + 1}/{epochs}, step {state['step']}/{total_steps}")
+            if logged:  # samples/s measures training: the next interval starts after these writes to the job store
+                t_log = time.time()
             if deadline and time.time() > deadline:
                 stopped = "time budget"
                 break
