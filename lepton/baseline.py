@@ -3,7 +3,9 @@
 After a run has scored its test split, `extras(...)` adds to its folder and report:
 - a logistic-regression probe (scikit-learn) on the pretrained backbone's frozen features, scored on
   the same test examples: overall metrics, per-class F1 difference, examples fixed and broken;
-- `embeddings.json`: a 2-D PCA map of the test features before (pretrained) and after fine-tuning;
+- `embeddings.json`: a 2-D PCA map of the test features before (pretrained) and after fine-tuning, and
+  `embeddings.safetensors`: those features (fp16, at most MAX_MAP_POINTS), from which the run page
+  computes a t-SNE map when asked (`tsne_maps`);
 - `predictions.csv`: one row per test example (ref, x, true, pred, confidence, the pretrained
   probe's prediction, one probability column per class), which the misclassified browser reads.
 
@@ -20,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from safetensors.numpy import load_file, save_file
 
 from lepton.data import Dataset, Example
 from lepton.evaluate import pretrained_vs_finetuned
@@ -29,6 +32,7 @@ from lepton.train.features import batched_features, cached_features, frozen_key
 MAX_MAP_POINTS = 2000  # embedding maps stay readable (and the JSON small) on big test sets
 PREDICTIONS = "predictions.csv"
 EMBEDDINGS = "embeddings.json"
+EMBEDDING_FEATURES = "embeddings.safetensors"
 
 
 def extras(run_dir: Path, model: torch.nn.Module, spec: Any, frozen: bool, config: Any, device: torch.device,
@@ -153,6 +157,9 @@ def write_embeddings(path: Path, before: np.ndarray, after: np.ndarray, y: list[
         keep = np.sort(np.random.default_rng(seed).choice(n, MAX_MAP_POINTS, replace=False))
     b_xy, b_var = pca_2d(before[keep])
     a_xy, a_var = (b_xy, b_var) if same else pca_2d(after[keep])
+    # fp16 halves the file, and a 2-D map needs no more; "after" is left out when it equals "before".
+    feats = {"before": before[keep]} if same else {"before": before[keep], "after": after[keep]}
+    save_file({k: v.astype(np.float16) for k, v in feats.items()}, str(path.with_name(EMBEDDING_FEATURES)))
     doc = {"method": "pca", "classes": list(classes), "n_total": int(n),
            "labels": [int(y[i]) for i in keep], "pred": [int(pred[i]) for i in keep], "refs": [refs[i] for i in keep],
            "before": {"xy": np.round(b_xy, 4).tolist(), "explained": b_var},
@@ -160,6 +167,26 @@ def write_embeddings(path: Path, before: np.ndarray, after: np.ndarray, y: list[
            "frozen": bool(same)}
     path.write_text(json.dumps(doc))
     return doc
+
+
+def tsne_2d(x: np.ndarray, seed: int = 0) -> np.ndarray:
+    """(N, 2) t-SNE of x (scikit-learn; perplexity shrinks for small sets, which t-SNE requires)."""
+    from sklearn.manifold import TSNE
+
+    if len(x) < 4:
+        return np.zeros((len(x), 2))
+    return TSNE(n_components=2, perplexity=min(30.0, (len(x) - 1) / 3), init="pca", random_state=seed).fit_transform(
+        x.astype(np.float32))
+
+
+def tsne_maps(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray] | None:
+    """{"before", "after"}: t-SNE maps of the stored test features (None for a run without them)."""
+    path = Path(run_dir) / EMBEDDING_FEATURES
+    if not path.exists():
+        return None
+    feats = load_file(str(path))
+    before = tsne_2d(feats["before"], seed)
+    return {"before": before, "after": tsne_2d(feats["after"], seed) if "after" in feats else before}
 
 
 def write_predictions(path: Path, ds: Dataset, exs: list[Example], y: list[int], probs: np.ndarray,

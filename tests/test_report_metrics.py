@@ -9,8 +9,10 @@ import json
 import numpy as np
 import pytest
 from sklearn.calibration import calibration_curve
+from safetensors.numpy import load_file
 from sklearn.metrics import f1_score
 
+from lepton.baseline import tsne_2d, tsne_maps
 from lepton.evaluate import calibration, fixed_broken, per_class_f1, per_class_f1_diff, pretrained_vs_finetuned, report
 
 
@@ -111,6 +113,11 @@ def test_run_writes_baseline_embeddings_and_predictions(home, text_csv):
     emb = json.loads((d / "embeddings.json").read_text())
     assert len(emb["before"]["xy"]) == len(emb["after"]["xy"]) == len(emb["labels"]) == rep["n"]
     assert emb["before"]["xy"] != emb["after"]["xy"]  # full fine-tuning moved the features
+    feats = load_file(str(d / "embeddings.safetensors"))  # what the run page's t-SNE map is computed from
+    assert feats["before"].shape == feats["after"].shape == (rep["n"], 32)  # tiny-text's 32-d features
+    maps = tsne_maps(d)
+    assert maps["before"].shape == maps["after"].shape == (rep["n"], 2)
+    assert not np.array_equal(maps["before"], maps["after"])
     with (d / "predictions.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == rep["n"]
@@ -131,6 +138,20 @@ def test_frozen_run_baseline_reuses_the_feature_cache(home, image_dir):
     d = home / "runs" / res["run_id"]
     emb = json.loads((d / "embeddings.json").read_text())
     assert emb["frozen"] and emb["before"] == emb["after"]
+    assert set(load_file(str(d / "embeddings.safetensors"))) == {"before"}  # one set of features, stored once
+    maps = tsne_maps(d)
+    assert maps["after"] is maps["before"]
     rows = list(csv.DictReader((d / "predictions.csv").open()))
     assert rows[0]["x"].startswith("files/") or "/" in rows[0]["x"]  # a path inside the dataset folder
     assert "pretrained_vs_finetuned" in json.loads((d / "report.json").read_text())
+
+
+def test_tsne_keeps_separated_clusters_apart():
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.normal(0, 1, (30, 16)), rng.normal(8, 1, (30, 16))])
+    y = np.repeat([0, 1], 30)
+    xy = tsne_2d(x)
+    assert xy.shape == (60, 2)
+    dist = ((xy[:, None] - xy[None]) ** 2).sum(-1) + np.eye(60) * 1e9
+    assert (y[dist.argmin(1)] == y).all()  # every point's nearest neighbour in the map is of its own cluster
+    assert tsne_2d(x[:3]).shape == (3, 2)  # too few points for t-SNE: a flat map, not an error

@@ -1,7 +1,7 @@
 """A finished run's evaluation widgets: pretrained vs fine-tuned, embedding map, calibration,
 a browser of mistakes (text, images, audio) and downloads. The run page calls `run_report`.
 
-Everything here reads the run folder (report.json, embeddings.json, predictions.csv): no model loads.
+Everything here reads the run folder (report.json, embeddings.json/.safetensors, predictions.csv): no model loads.
 """
 
 from __future__ import annotations
@@ -43,9 +43,9 @@ def per_class_diff_figure(per_class: dict[str, dict[str, float]]) -> go.Figure:
     return _layout(fig, "Per-class F1: pretrained vs fine-tuned", 300, barmode="group")
 
 
-def embedding_figure(doc: dict[str, Any], which: str) -> go.Figure:
-    """Scatter of the 2-D map ("before" or "after"), one colour per true label."""
-    xy = doc[which]["xy"]
+def embedding_figure(doc: dict[str, Any], which: str, tsne: list | None = None) -> go.Figure:
+    """Scatter of the 2-D map ("before" or "after"), one colour per true label: PCA, or the given t-SNE points."""
+    xy = doc[which]["xy"] if tsne is None else tsne
     classes, labels, refs = doc["classes"], doc["labels"], doc.get("refs") or []
     fig = go.Figure()
     for k, c in enumerate(classes):
@@ -55,8 +55,9 @@ def embedding_figure(doc: dict[str, Any], which: str) -> go.Figure:
                                    hovertemplate=f"{c}<br>%{{text}}<extra></extra>",
                                    marker=dict(size=7, opacity=0.8, color=charts.PALETTE[k % len(charts.PALETTE)])))
     var = doc[which].get("explained") or [0, 0]
-    fig.update_xaxes(title_text=f"PC1 ({var[0]:.0%})", showticklabels=False, zeroline=False)
-    fig.update_yaxes(title_text=f"PC2 ({var[1]:.0%})", showticklabels=False, zeroline=False)
+    axes = ("t-SNE 1", "t-SNE 2") if tsne is not None else (f"PC1 ({var[0]:.0%})", f"PC2 ({var[1]:.0%})")
+    fig.update_xaxes(title_text=axes[0], showticklabels=False, zeroline=False)
+    fig.update_yaxes(title_text=axes[1], showticklabels=False, zeroline=False)
     title = "Before: pretrained features" if which == "before" else "After: fine-tuned features (head input)"
     return _layout(fig, title, 380, legend=dict(orientation="h", yanchor="top", y=-0.12, xanchor="left", x=0))
 
@@ -94,6 +95,14 @@ def read_json(path: Path) -> dict | None:
 def read_predictions(path: str, stamp: float) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, dtype={"ref": str, "x": str, "true": str, "pred": str,
                                                            "pretrained_pred": str})
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def tsne_points(run_dir: str, stamp: float) -> dict[str, list] | None:
+    from lepton.baseline import tsne_maps
+
+    maps = tsne_maps(Path(run_dir))
+    return None if maps is None else {k: v.tolist() for k, v in maps.items()}
 
 
 def dataset_root(report: dict) -> Path | None:
@@ -149,16 +158,33 @@ def embedding_section(run_dir: Path) -> None:
     if not doc:
         st.caption("No embedding map for this run.")
         return
+    method = st.segmented_control(
+        "Projection", ["PCA", "t-SNE"], default="PCA", key="rep_emb_method",
+        help="PCA is instant and keeps large distances. t-SNE keeps neighbourhoods, so clusters show more "
+             "clearly; it takes a few seconds, and distances between clusters mean little.") or "PCA"
+    tsne: dict[str, list | None] = {"before": None, "after": None}
+    if method == "t-SNE":
+        from lepton.baseline import EMBEDDING_FEATURES
+
+        stored = run_dir / EMBEDDING_FEATURES
+        if stored.exists():
+            with st.spinner("Computing t-SNE of the test features…"):
+                tsne = tsne_points(str(run_dir), stored.stat().st_mtime)
+        else:
+            st.info("This run kept no test features (runs from before t-SNE maps were added), so only PCA shows.")
+            method = "PCA"
     shown = len(doc["labels"])
     note = f"{shown} of {doc['n_total']} test examples" if shown < doc["n_total"] else f"{shown} test examples"
-    st.caption(f"PCA of the test features, coloured by true label ({note}). Tighter, better separated colours after "
-               "fine-tuning mean the backbone learned the task's distinctions."
+    st.caption(f"{method} of the test features, coloured by true label ({note}). Tighter, better separated colours "
+               "after fine-tuning mean the backbone learned the task's distinctions."
                + (" This backbone is frozen, so its features do not change: only the head learned." if doc.get("frozen") else ""))
     a, b = st.columns(2)
     with a:
-        st.plotly_chart(embedding_figure(doc, "before"), key="rep_fig_emb_before", config={"displayModeBar": False})
+        st.plotly_chart(embedding_figure(doc, "before", tsne["before"]), key="rep_fig_emb_before",
+                        config={"displayModeBar": False})
     with b:
-        st.plotly_chart(embedding_figure(doc, "after"), key="rep_fig_emb_after", config={"displayModeBar": False})
+        st.plotly_chart(embedding_figure(doc, "after", tsne["after"]), key="rep_fig_emb_after",
+                        config={"displayModeBar": False})
 
 
 def calibration_section(report: dict) -> None:

@@ -161,6 +161,11 @@ def test_run_report_widgets(lhome):
     assert any(t.startswith("Per-class F1") for t in titles)
     assert any(t.startswith("Before: pretrained") for t in titles) and any(t.startswith("After: fine-tuned") for t in titles)
     assert any(t.startswith("Reliability (ECE") for t in titles)
+    # The embedding map's projection switches to t-SNE, computed from the run's stored features.
+    at.button_group(key="rep_emb_method").set_value("t-SNE").run()
+    maps = [figure(c) for c in charts(ok(at)) if figure(c)["layout"]["title"]["text"].startswith(("Before", "After"))]
+    assert len(maps) == 2 and all(f["layout"]["xaxis"]["title"]["text"] == "t-SNE 1" for f in maps)
+    assert "t-SNE of the test features" in texts(at)
     # The mistakes browser filters by true and predicted label.
     view = at.selectbox(key=f"mis_view_{lhome['a']}")
     view.set_value("all").run()
