@@ -106,6 +106,13 @@ def table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def spread_table(results: dict[str, list[dict[str, Any]]], key: str, label: str, also: str, also_label: str) -> str:
+    """One row per side: the median, min and max of key, and the median of also."""
+    rows = [[k, median(v, key), min(r[key] for r in v), max(r[key] for r in v), median(v, also)]
+            for k, v in results.items()]
+    return table(rows, ["side", f"{label} (median)", "min", "max", also_label])
+
+
 # ---------------------------------------------------------------- Lepton's side: the real engine
 def lepton_run(data: Path, adapter: str, *, epochs: int, batch_size: int, device: str, lr: float | None = None,
                precision: str = "auto", **extra: Any) -> dict[str, Any]:

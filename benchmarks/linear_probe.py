@@ -58,10 +58,8 @@ def main() -> None:
                   max_steps=2, out_dir=work)
     res = C.alternate(sides, args.reps)
 
-    rows = [[k, C.median(v, "wall_s"), min(r["wall_s"] for r in v), max(r["wall_s"] for r in v),
-             C.median(v, "accuracy")] for k, v in res.items()]
     print()
-    print(C.table(rows, ["side", "job wall s (median)", "min", "max", "test accuracy"]))
+    print(C.spread_table(res, "wall_s", "job wall s", "accuracy", "test accuracy"))
     print(C.load_line("at end"))
     wall = {k: C.median(v, "wall_s") for k, v in res.items()}
     print(f"linear_probe_vs_trainer: {wall['trainer (tutorial)'] / wall['lepton (cold cache)']:.2f}")

@@ -62,10 +62,8 @@ def main() -> None:
         trainer(name, lr, True, 2)()
         results.update(C.alternate(groups[name], args.reps))
 
-    rows = [[k, C.median(v, "samples_per_s"), min(r["samples_per_s"] for r in v), max(r["samples_per_s"] for r in v),
-             C.median(v, "wall_s")] for k, v in results.items()]
     print()
-    print(C.table(rows, ["side", "samples/s (median)", "min", "max", "job wall s"]))
+    print(C.spread_table(results, "samples_per_s", "samples/s", "wall_s", "job wall s"))
     print(C.load_line("at end"))
     sps = {k: C.median(v, "samples_per_s") for k, v in results.items()}
     figures = {}
