@@ -174,3 +174,15 @@ def test_worker_without_spare_starts_a_fresh_process_per_run(job_home, job_csv, 
     assert spawn_worker("--once", "--no-spare").wait(timeout=90) == 0
     assert get_store().get_run(rid)["status"] == "finished"
     assert not (job_home / "logs" / "spare.log").exists()
+
+
+def test_a_dead_spare_is_replaced_by_a_fresh_job_process(job_home, job_csv, spawn_worker):
+    spawn_worker("--poll", "0.2")
+    spare = wait_for(lambda: spare_pid(job_home), 90, what="the spare to finish its imports")
+    os.kill(spare, signal.SIGKILL)  # what the OOM killer might do to an idle process
+    wait_for(lambda: not pid_alive(spare), 10, what="the spare to die")
+    rid = launcher.submit(tiny(job_csv))
+    run = launcher.wait(rid, timeout=90)
+    assert run["status"] == "finished", run["error"]
+    assert run["child_pid"] != spare
+    assert "(preloaded spare)" not in (job_home / "runs" / rid / "worker.log").read_text()
