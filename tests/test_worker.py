@@ -159,6 +159,7 @@ def test_idle_worker_hands_the_next_run_to_its_preloaded_spare(job_home, job_csv
     assert run["status"] == "finished", run["error"]
     assert run["child_pid"] == first  # the spare became the run's job process...
     assert f"pid {first} starting (preloaded spare)" in (job_home / "runs" / rid / "worker.log").read_text()
+    assert f"run {rid}: started (attempt 1, pid {first}, the preloaded spare)" in (job_home / "logs" / "worker.log").read_text()
     wait_for(lambda: not pid_alive(first), 10, what="the job process to end with its run")
 
     # Idle again: a new spare. A worker killed outright closes the spare's stdin, and the spare goes too.

@@ -205,10 +205,13 @@ class Worker:
         log_file.write(f"\n==== {time.strftime('%Y-%m-%d %H:%M:%S')} attempt {run['attempt']} "
                        f"by worker {self.id} ====\n".encode())
         log_file.flush()
-        proc = self._hand_to_spare(run["id"]) or self._spawn([run["id"]], log_file)
+        proc = self._hand_to_spare(run["id"])
+        how = "the preloaded spare"
+        if proc is None:
+            proc, how = self._spawn([run["id"]], log_file), "a new process"
         self.store.update_run(run["id"], child_pid=proc.pid)
         self.children[run["id"]] = Child(run["id"], proc, log_path, log_file)
-        log.info("run %s: started (attempt %d, pid %d)", run["id"], run["attempt"], proc.pid)
+        log.info("run %s: started (attempt %d, pid %d, %s)", run["id"], run["attempt"], proc.pid, how)
 
     @staticmethod
     def _spawn(args: list[str], out: IO[bytes], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
