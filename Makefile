@@ -31,6 +31,10 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest -q -m "not integration and not e2e"
 
+e2e: setup
+	@scripts/ensure_chromium.sh
+	$(PY) -m pytest -q tests/e2e
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 
