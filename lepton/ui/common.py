@@ -201,11 +201,14 @@ def datasets_by_id() -> dict[str, dict]:
 def run_parts(run: dict, datasets: dict[str, dict]) -> tuple[str, str, str]:
     """(dataset name, backbone, adapter) for a run's titles and labels.
 
-    The dashboard stores dataset ids; a CLI run may name a file path, shown by its file name."""
+    The dashboard stores dataset ids; a CLI run may name a file path, shown by its file name. A finished
+    run's result names the backbone and adapter it resolved, which a path's unknown modality cannot."""
     cfg = run.get("config") or {}
     ds = datasets.get(cfg.get("data")) or {}
     backbone, adapter = model_names(cfg, ds.get("modality"))
-    return ds.get("name") or Path(str(cfg.get("data") or "")).name, backbone, adapter
+    done = (run.get("result") or {}).get("metrics") or {}
+    return (ds.get("name") or Path(str(cfg.get("data") or "")).name, done.get("backbone") or backbone,
+            done.get("adapter") or adapter)
 
 
 def model_names(cfg: dict, modality: str | None) -> tuple[str, str]:

@@ -96,7 +96,7 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
             "backbone": backbone,
             "adapter": adapter,
             "progress": float(r.get("progress") or 0.0),
-            "accuracy": res.get("accuracy"),
+            "accuracy": None if res.get("accuracy") is None else 100 * res["accuracy"],
             "macro-F1": res.get("macro_f1"),
             "created": common.fmt_ago(r.get("created")),
         })
@@ -110,7 +110,7 @@ RUNS_COLUMNS = {
     "backbone": st.column_config.TextColumn(width=120),
     "adapter": st.column_config.TextColumn(width=95),
     "progress": st.column_config.ProgressColumn(width=100, min_value=0.0, max_value=1.0, format="percent"),
-    "accuracy": st.column_config.NumberColumn("accuracy", width=80, format="percent",
+    "accuracy": st.column_config.NumberColumn("accuracy", width=80, format="%.1f %%",  # one decimal, every row
                                               help="Test accuracy of a finished run"),
     "macro-F1": st.column_config.NumberColumn("macro-F1", width=75, format="%.3f",
                                               help="Test macro-F1 of a finished run"),

@@ -342,3 +342,19 @@ def test_data_page_broken_zip_is_a_readable_error(lhome):
     ok(at)
     assert at.error and "photos.zip" in at.error[0].value
     assert not at.expander or all("bug report" not in e.label for e in at.expander)  # a LeptonError, not a bug
+
+
+@pytest.mark.parametrize("run,expected", [
+    # A dashboard run names a stored dataset by id; its modality gives the recommended backbone and adapter.
+    ({"config": {"data": "ds1"}}, ("topics", "minilm-l6", "lora")),
+    # A CLI run may name a path: its file name shows, and before it finishes the defaults cannot be known yet...
+    ({"config": {"data": "/somewhere/reviews.csv"}}, ("reviews.csv", "default", "recommended")),
+    # ...after it finishes, its result says what it resolved.
+    ({"config": {"data": "/somewhere/reviews.csv"},
+      "result": {"metrics": {"backbone": "minilm-l6", "adapter": "linear-probe"}}}, ("reviews.csv", "minilm-l6", "linear-probe")),
+    ({"config": {"data": "ds1", "backbone": "tiny-text", "adapter": "full"}}, ("topics", "tiny-text", "full")),
+])
+def test_run_titles_name_the_dataset_and_model(run, expected):
+    from lepton.ui.common import run_parts
+
+    assert run_parts(run, {"ds1": {"name": "topics", "modality": "text"}}) == expected
