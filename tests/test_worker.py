@@ -1,6 +1,6 @@
 """The worker end to end: real `lepton worker` processes, real job processes, the real engine on a tiny backbone.
 
-Each job process pays ~5 s (more on a busy machine) to import torch, transformers and peft; the jobs themselves are tiny.
+A job process without the spare pays ~4 s (more on a busy machine) to import torch, transformers and peft; the jobs themselves are tiny.
 """
 
 from __future__ import annotations
