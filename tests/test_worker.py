@@ -187,3 +187,18 @@ def test_a_dead_spare_is_replaced_by_a_fresh_job_process(job_home, job_csv, spaw
     assert run["status"] == "finished", run["error"]
     assert run["child_pid"] != spare
     assert "(preloaded spare)" not in (job_home / "runs" / rid / "worker.log").read_text()
+
+
+@pytest.mark.parametrize("given,expected", [
+    ({}, "1000"),  # job processes wait for work without spinning long (see child_env)
+    ({"GOMP_SPINCOUNT": "50"}, "50"),  # the user's setting wins...
+    ({"OMP_WAIT_POLICY": "ACTIVE"}, None),  # ...and so does a wait policy, which the spin count would override
+])
+def test_job_processes_spin_briefly_unless_told_otherwise(job_home, monkeypatch, given, expected):
+    from lepton.jobs.worker import child_env
+
+    for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in given.items():
+        monkeypatch.setenv(k, v)
+    assert child_env().get("GOMP_SPINCOUNT") == expected

@@ -82,6 +82,11 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["LEPTON_HOME"] = str(paths.home())
     env["PYTHONUNBUFFERED"] = "1"
+    # OpenMP threads that wait spin for ~300k turns by default, burning the cores that another job, the
+    # dashboard or a test needs. 1000 turns kept MiniLM training within 7 % when alone, and two jobs at once
+    # on 2 cores 2.3x (MiniLM) to 5x (tiny-text) faster than the default. A user's own setting wins.
+    if "OMP_WAIT_POLICY" not in env:
+        env.setdefault("GOMP_SPINCOUNT", "1000")
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root)])
     return env
