@@ -28,7 +28,9 @@ from lepton.config import RunConfig
 from lepton.errors import RunError
 from lepton.jobs.status import Status
 
-SCHEMA_VERSION = 2  # 2: evaluations (a finished run scored on another dataset)
+# 2: evaluations (a finished run scored on another dataset)
+# 3: studies (a strategy's trials are runs linked to it) and ownership (owner, shared) on datasets, runs, studies
+SCHEMA_VERSION = 3
 LOG_TAIL_LINES = 50
 
 _SCHEMA = """
@@ -87,6 +89,24 @@ CREATE TABLE IF NOT EXISTS evaluations (
     created     REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS evaluations_run ON evaluations (run_id, dataset_id);
+CREATE TABLE IF NOT EXISTS studies (
+    id         TEXT PRIMARY KEY,
+    name       TEXT,
+    strategy   TEXT NOT NULL,         -- rl, tpe, random (lepton/strategy/)
+    status     TEXT NOT NULL,         -- the run statuses: queued/running/finished/failed/cancelled/interrupted
+    config     TEXT NOT NULL,         -- json of StudyConfig
+    created    REAL NOT NULL,
+    started    REAL,
+    finished   REAL,
+    worker_id  TEXT,
+    pid        INTEGER,
+    message    TEXT,
+    error      TEXT,
+    result     TEXT,                  -- json: the CLI's last line
+    owner      TEXT,
+    shared     INTEGER NOT NULL DEFAULT 0,
+    updated    REAL
+);
 CREATE TABLE IF NOT EXISTS heartbeats (
     worker_id  TEXT PRIMARY KEY,
     pid        INTEGER,
@@ -96,6 +116,13 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     started    REAL
 );
 """
+
+# Columns later versions add to tables an older file already has (CREATE TABLE IF NOT EXISTS skips them).
+_ADDED_COLUMNS = {
+    3: [("datasets", "owner TEXT"), ("datasets", "shared INTEGER NOT NULL DEFAULT 0"),
+        ("runs", "owner TEXT"), ("runs", "shared INTEGER NOT NULL DEFAULT 0"),
+        ("runs", "study_id TEXT"), ("runs", "trial INTEGER")],
+}
 
 HOST = socket.gethostname()
 
@@ -174,9 +201,14 @@ class Store:
                         for stmt in _SCHEMA.split(";"):  # (so no ";" inside the comments above)
                             if stmt.strip():
                                 conn.execute(stmt)
-                        # Every statement is IF NOT EXISTS, so re-running the schema is the 1 -> 2
-                        # migration (it adds the evaluations table). Later versions add their
-                        # ALTER TABLE steps here, keyed on the old version.
+                        # Every statement is IF NOT EXISTS, so re-running the schema adds new tables;
+                        # columns new to old tables are added here (a fresh file gets them too).
+                        for added in _ADDED_COLUMNS.values():
+                            for table, column in added:
+                                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                                if column.split()[0] not in have:
+                                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+                        conn.execute("CREATE INDEX IF NOT EXISTS runs_study ON runs (study_id, trial)")
                         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
                     conn.execute("COMMIT")
                 except BaseException:
@@ -250,8 +282,14 @@ class Store:
     def new_run_id() -> str:
         return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
-    def create_run(self, config: RunConfig, status: str | Status = "queued", run_id: str | None = None) -> str:
-        """Create <runs_dir>/<id>/config.yaml and the row. A `running` run belongs to this process."""
+    def create_run(self, config: RunConfig, status: str | Status = "queued", run_id: str | None = None,
+                   **columns: Any) -> str:
+        """Create <runs_dir>/<id>/config.yaml and the row. A `running` run belongs to this process.
+
+        columns: more run columns to set at once (owner, shared, study_id, trial)."""
+        bad = set(columns) - _RUN_COLUMNS
+        if bad:
+            raise ValueError(f"unknown run column(s): {', '.join(sorted(bad))}")
         status = Status(status)
         run_id = run_id or self.new_run_id()
         run_dir = paths.runs_dir() / run_id
@@ -271,6 +309,8 @@ class Store:
                     "waiting for a worker" if status is Status.queued else None,
                 ),
             )
+            if columns:
+                c.execute(f"UPDATE runs SET {', '.join(f'{k}=?' for k in columns)} WHERE id=?", (*columns.values(), run_id))
         return run_id
 
     def _run_dict(self, r: sqlite3.Row) -> dict:
@@ -579,6 +619,7 @@ class Store:
 _RUN_COLUMNS = {
     "name", "status", "dataset", "started", "finished", "progress", "eta_s", "phase", "message", "error",
     "log_tail", "worker_id", "pid", "host", "child_pid", "attempt", "cancel_requested", "checkpoint", "checkpoint_step",
+    "owner", "shared", "study_id", "trial",
 }
 
 
