@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+from lepton import auth
 from lepton.errors import IncompatibleError, RunError
 from lepton.train.events import Emit, null_emit
 
@@ -202,12 +203,16 @@ def run_rows(run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         rows.append({"id": run["id"], "name": run.get("name") or run["id"],
                      "dataset": rep.get("test_dataset") or rep.get("dataset"),
                      "dataset_name": rep.get("dataset_name"), "split": rep.get("split"),
-                     "macro_f1": rep.get("macro_f1"), "from_run": from_run})
+                     "macro_f1": rep.get("macro_f1"), "from_run": from_run,
+                     "owner": run.get("owner"), "shared": run.get("shared")})
     return rows
 
 
-def transfer_matrix(run_ids: Iterable[str] | None = None) -> dict[str, Any]:
-    """The matrix over the store's finished runs (or the given ones)."""
+def transfer_matrix(run_ids: Iterable[str] | None = None, viewer: auth.User | None = None) -> dict[str, Any]:
+    """The matrix over the store's finished runs (or the given ones).
+
+    With a viewer, only the runs they may see are rows (a warm start's private source is left out)
+    and only evaluations on datasets they may see fill cells (lepton/auth.py)."""
     from lepton.jobs.store import get_store
 
     rows = run_rows(run_ids)
@@ -216,7 +221,10 @@ def transfer_matrix(run_ids: Iterable[str] | None = None) -> dict[str, Any]:
         extra = {r["from_run"] for r in rows if r.get("from_run") and r["from_run"] not in ids}
         if extra:
             rows = run_rows([*ids, *extra])
-    evals = [e for e in get_store().evaluations() if e["run_id"] in {r["id"] for r in rows}]
+    rows = auth.visible(viewer, rows)
+    datasets = auth.visible_dataset_ids(viewer, get_store().dataset_owners())
+    evals = [e for e in get_store().evaluations() if e["run_id"] in {r["id"] for r in rows}
+             and (datasets is None or e["dataset_id"] in datasets)]
     return build_matrix(rows, evals)
 
 

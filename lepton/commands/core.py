@@ -42,7 +42,7 @@ class StderrProgress:
         self.stream.flush()
 
 
-def train_foreground(config, emit_extra=None) -> dict[str, Any]:
+def train_foreground(config, emit_extra=None, owner: str | None = None) -> dict[str, Any]:
     """Run in this process through the same store path a worker uses, so the dashboard sees it live.
 
     The run row records this pid, so if this process dies the next worker or dashboard marks it interrupted."""
@@ -53,7 +53,7 @@ def train_foreground(config, emit_extra=None) -> dict[str, Any]:
 
     preflight(config)
     store = get_store()
-    run_id = store.create_run(config, status=Status.running)
+    run_id = store.create_run(config, status=Status.running, owner=owner)
     emitter = store.emitter(run_id)
     emit = tee(emitter, emit_extra) if emit_extra else emitter
     try:
@@ -73,8 +73,10 @@ def train_foreground(config, emit_extra=None) -> dict[str, Any]:
 
 @command("train", "Fine-tune in the foreground; the last stdout line is a JSON result", add_config_flags)
 def cmd_train(args: argparse.Namespace) -> int:
+    from lepton.auth import cli_user
+
     config = config_from_args(args)
-    result = train_foreground(config, StderrProgress())
+    result = train_foreground(config, StderrProgress(), owner=cli_user().id)
     print_json(result)
     return 0
 
@@ -127,10 +129,13 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
 
 @command("ingest", "Validate and store a dataset; prints its manifest as JSON", _ingest_args)
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from lepton.auth import cli_user
     from lepton.data import ingest
+    from lepton.jobs.store import get_store
 
     res = ingest(args.path, modality=args.modality, text_column=args.text_column,
                             label_column=args.label_column, name=args.name)
+    get_store().add_dataset_owner(res.dataset.id, cli_user().id, args.name or res.dataset.manifest.get("name"))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)
     print_json({**res.dataset.manifest, "reused": res.reused})

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from lepton.cli import add_config_flags, command, config_from_args, print_json
+from lepton.errors import LeptonError
 
 
 def _fmt_time(t: float | None) -> str:
@@ -38,7 +40,8 @@ def _summary(run: dict) -> dict:
         "id": run["id"], "name": run.get("name"), "status": run["status"], "progress": run.get("progress"),
         "phase": run.get("phase"), "dataset": run.get("dataset"), "backbone": resolved.get("backbone") or cfg.get("backbone"),
         "adapter": resolved.get("adapter") or cfg.get("adapter"), "accuracy": acc, "macro_f1": f1, "created": run.get("created"),
-        "attempt": run.get("attempt"), "run_dir": run.get("run_dir"),
+        "attempt": run.get("attempt"), "run_dir": run.get("run_dir"), "owner": run.get("owner"),
+        "shared": bool(run.get("shared")),
     }
 
 
@@ -50,9 +53,10 @@ def _submit_args(p: argparse.ArgumentParser) -> None:
 
 @command("submit", "Queue a run for the background worker; prints its id", _submit_args)
 def cmd_submit(args: argparse.Namespace) -> int:
+    from lepton.auth import cli_user
     from lepton.jobs import launcher
 
-    run_id = launcher.submit(config_from_args(args))
+    run_id = launcher.submit(config_from_args(args), owner=cli_user().id)
     started = launcher.ensure_worker() if args.start_worker else None
     if args.start_worker:
         print(f"queued {run_id}; " + (f"started a worker (pid {started})" if started else "a worker is already running"),
@@ -134,6 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("finished", _fmt_time(run.get("finished"))),
         ("data", run.get("dataset") or "-"),
         ("folder", run["run_dir"]),
+        ("owner", (run.get("owner") or "- (admins only)") + (", shared with everyone" if run.get("shared") else "")),
     ]
     if acc is not None or f1 is not None:
         lines.append(("score", f"accuracy {acc:.3f}, macro-F1 {f1:.3f}" if acc is not None and f1 is not None
@@ -175,6 +180,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
     elif not launcher.worker_alive():
         print(f"queued {run_id} to resume; start a worker with `lepton worker`", file=sys.stderr)
     print_json({"run_id": run_id, "status": "queued"})
+    return 0
+
+
+# ------------------------------------------------------------------ share
+def _share_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["run", "dataset"], help="what to share")
+    p.add_argument("ref", help="run id, id prefix or name; or dataset id or unique id prefix")
+    p.add_argument("--off", action="store_true", help="stop sharing it")
+
+
+@command("share", "Share a run or dataset with every signed-in dashboard user (--off: stop sharing)", _share_args)
+def cmd_share(args: argparse.Namespace) -> int:
+    from lepton.auth import cli_user
+    from lepton.jobs.store import get_store
+
+    store, shared = get_store(), not args.off
+    if args.kind == "run":
+        item_id = store.find_run(args.ref)["id"]
+        store.set_shared("runs", item_id, shared)
+    else:
+        from lepton.data import load_dataset
+
+        if Path(args.ref).exists():  # load_dataset would ingest a path: sharing names what is stored
+            raise LeptonError(f"`{args.ref}` is a path: give the dataset id (`lepton datasets` lists them)")
+        item_id = load_dataset(args.ref).id
+        # A dataset is shared through one owner's upload of it: the CLI user's (LEPTON_USER, or local:<unix user>).
+        store.set_shared("datasets", item_id, shared, owner=cli_user().id)
+    print(f"{'shared' if shared else 'stopped sharing'} {args.kind} {item_id}", file=sys.stderr)
+    print_json({"kind": args.kind, "id": item_id, "shared": shared})
     return 0
 
 

@@ -90,10 +90,10 @@ def _absolute(ref: str | None) -> str | None:
     return str(p.resolve()) if not p.is_absolute() and p.exists() else ref
 
 
-def submit(config: RunConfig) -> str:
-    """Queue a run; a worker picks it up. Returns the run id."""
+def submit(config: RunConfig, owner: str | None = None) -> str:
+    """Queue a run owned by `owner` (lepton/auth.py; None: only admins see it); a worker picks it up. Returns the run id."""
     config = dataclasses.replace(config, data=_absolute(config.data), test_data=_absolute(config.test_data))
-    return get_store().create_run(config, status=Status.queued)
+    return get_store().create_run(config, status=Status.queued, owner=owner)
 
 
 def cancel(run_ref: str) -> dict:

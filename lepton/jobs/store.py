@@ -23,14 +23,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from lepton import paths
+from lepton import auth, paths
 from lepton.config import RunConfig
 from lepton.errors import RunError
 from lepton.jobs.status import Status
 
 # 2: evaluations (a finished run scored on another dataset)
 # 3: studies (a strategy's trials are runs linked to it) and ownership (owner, shared) on datasets, runs, studies
-SCHEMA_VERSION = 3
+# 4: dataset_owners: a dataset is stored once per content, and each person who uploaded it owns it (lepton/auth.py)
+SCHEMA_VERSION = 4
 LOG_TAIL_LINES = 50
 
 _SCHEMA = """
@@ -106,6 +107,14 @@ CREATE TABLE IF NOT EXISTS studies (
     owner      TEXT,
     shared     INTEGER NOT NULL DEFAULT 0,
     updated    REAL
+);
+CREATE TABLE IF NOT EXISTS dataset_owners (
+    dataset_id TEXT NOT NULL,
+    owner      TEXT NOT NULL,
+    name       TEXT,                  -- the name this owner gave it (another uploader never sees it)
+    shared     INTEGER NOT NULL DEFAULT 0,
+    created    REAL NOT NULL,
+    PRIMARY KEY (dataset_id, owner)
 );
 CREATE TABLE IF NOT EXISTS heartbeats (
     worker_id  TEXT PRIMARY KEY,
@@ -248,9 +257,11 @@ class Store:
         if not ds_id:
             raise RunError("dataset manifest has no 'id'")
         created = manifest.get("created") or _now()
-        with self._write() as c:
+        with self._write() as c:  # an upsert: re-ingesting the same content keeps its owner and shared flag
             c.execute(
-                "INSERT OR REPLACE INTO datasets (id, name, modality, manifest, created) VALUES (?,?,?,?,?)",
+                "INSERT INTO datasets (id, name, modality, manifest, created) VALUES (?,?,?,?,?)"
+                " ON CONFLICT(id) DO UPDATE SET name=excluded.name, modality=excluded.modality,"
+                " manifest=excluded.manifest, created=excluded.created",
                 (ds_id, manifest.get("name"), manifest.get("modality"), json.dumps(manifest, default=str), created),
             )
         return ds_id
@@ -275,7 +286,60 @@ class Store:
     def delete_dataset(self, ds_id: str) -> bool:
         """Remove the row (the files are the ingest module's business); False if there was none."""
         with self._write() as c:
+            c.execute("DELETE FROM dataset_owners WHERE dataset_id=?", (ds_id,))
             return c.execute("DELETE FROM datasets WHERE id=?", (ds_id,)).rowcount > 0
+
+    # ---------------------------------------------------------------- ownership (rules: lepton/auth.py)
+    def add_dataset_owner(self, ds_id: str, owner: str, name: str | None = None) -> bool:
+        """Record that `owner` uploaded this dataset; False if they already had it (their name stays).
+
+        The first owner is also written on the dataset row: the manifest describes their upload."""
+        with self._write() as c:
+            added = c.execute("INSERT OR IGNORE INTO dataset_owners (dataset_id, owner, name, shared, created)"
+                              " VALUES (?,?,?,0,?)", (ds_id, owner, name, _now())).rowcount > 0
+            c.execute("UPDATE datasets SET owner=? WHERE id=? AND owner IS NULL", (owner, ds_id))
+        return added
+
+    def remove_dataset_owner(self, ds_id: str, owner: str) -> int:
+        """Forget one owner's upload of a dataset; returns how many owners it still has."""
+        with self._write() as c:
+            c.execute("DELETE FROM dataset_owners WHERE dataset_id=? AND owner=?", (ds_id, owner))
+            self._sync_dataset_shared(c, ds_id)
+            return c.execute("SELECT COUNT(*) FROM dataset_owners WHERE dataset_id=?", (ds_id,)).fetchone()[0]
+
+    def dataset_owners(self) -> dict[str, dict]:
+        """{dataset id: {"owner": who first stored it, "links": [{owner, name, shared, created}]}}, links oldest first."""
+        out: dict[str, dict] = {r["id"]: {"owner": r["owner"], "links": []}
+                                for r in self._read("SELECT id, owner FROM datasets")}
+        for r in self._read("SELECT * FROM dataset_owners ORDER BY created, owner"):
+            out.setdefault(r["dataset_id"], {"owner": None, "links": []})["links"].append(
+                {"owner": r["owner"], "name": r["name"], "shared": bool(r["shared"]), "created": r["created"]})
+        return out
+
+    def set_shared(self, kind: str, item_id: str, shared: bool, owner: str | None = None) -> bool:
+        """Share a run or study (kind "runs"/"studies") with every signed-in user, or stop sharing it.
+
+        kind "datasets" shares one owner's upload of it (their link; made if they had none, so an
+        admin can share a dataset nobody owns). Returns whether anything changed."""
+        flag = 1 if shared else 0
+        with self._write() as c:
+            if kind == "datasets":
+                if not owner:
+                    raise ValueError("sharing a dataset needs the owner whose upload is shared")
+                c.execute("INSERT INTO dataset_owners (dataset_id, owner, name, shared, created)"
+                          " SELECT id, ?, name, ?, ? FROM datasets WHERE id=?"
+                          " ON CONFLICT(dataset_id, owner) DO UPDATE SET shared=excluded.shared",
+                          (owner, flag, _now(), item_id))
+                return self._sync_dataset_shared(c, item_id)
+            if kind not in ("runs", "studies"):
+                raise ValueError(f"cannot share a {kind!r}: runs, studies or datasets")
+            return c.execute(f"UPDATE {kind} SET shared=? WHERE id=?", (flag, item_id)).rowcount > 0
+
+    @staticmethod
+    def _sync_dataset_shared(c: sqlite3.Connection, ds_id: str) -> bool:
+        # datasets.shared says whether any owner shares it, so the row alone answers "is it shared".
+        return c.execute("UPDATE datasets SET shared=(SELECT COUNT(*) > 0 FROM dataset_owners"
+                         " WHERE dataset_id=? AND shared=1) WHERE id=?", (ds_id, ds_id)).rowcount > 0
 
     # ---------------------------------------------------------------- runs
     @staticmethod
@@ -324,20 +388,25 @@ class Store:
         rows = self._read("SELECT * FROM runs WHERE id=?", (run_id,))
         return self._run_dict(rows[0]) if rows else None
 
-    def find_run(self, ref: str) -> dict:
-        """A run by id, unique id prefix, run folder path, or unique name."""
+    def find_run(self, ref: str, viewer: auth.User | None = None) -> dict:
+        """A run by id, unique id prefix, run folder path, or unique name.
+
+        With a viewer (the dashboard's signed-in user), only runs they may see count, and never by
+        folder path: someone else's private run is "no run", exactly like one that does not exist."""
         ref = str(ref).strip()
+        vis, vis_args = auth.visible_sql(viewer)
         if ref:
             run = self.get_run(ref)
-            if run:
+            if run and auth.can_see(viewer, run.get("owner"), run.get("shared")):
                 return run
             p = Path(ref).expanduser()
-            if p.is_dir() and (p / "config.yaml").exists():
+            if viewer is None and p.is_dir() and (p / "config.yaml").exists():
                 rows = self._read("SELECT * FROM runs WHERE id=? OR run_dir=?", (p.name, str(p.resolve())))
                 if rows:
                     return self._run_dict(rows[0])
             for col, arg in (("id LIKE ? ESCAPE '\\'", _like_prefix(ref)), ("name = ?", ref)):
-                rows = self._read(f"SELECT * FROM runs WHERE {col} ORDER BY created DESC LIMIT 6", (arg,))
+                rows = self._read(f"SELECT * FROM runs WHERE {col} AND {vis} ORDER BY created DESC LIMIT 6",
+                                  (arg, *vis_args))
                 if len(rows) == 1:
                     return self._run_dict(rows[0])
                 if len(rows) > 1:
@@ -345,12 +414,14 @@ class Store:
                     raise RunError(f"'{ref}' matches several runs ({ids}{', …' if len(rows) > 5 else ''}); give more of the id")
         raise RunError(f"no run '{ref}'; `lepton runs` lists them")
 
-    def list_runs(self, limit: int | None = None, status: str | Status | Iterable | None = None) -> list[dict]:
-        """Runs newest first, optionally only those with the given status(es)."""
-        sql, args = "SELECT * FROM runs", []
+    def list_runs(self, limit: int | None = None, status: str | Status | Iterable | None = None,
+                  viewer: auth.User | None = None) -> list[dict]:
+        """Runs newest first, optionally only those with the given status(es), and only those the viewer may see."""
+        vis, args = auth.visible_sql(viewer)
+        sql = f"SELECT * FROM runs WHERE {vis}"
         if status is not None:
             wanted = [Status(status).value] if isinstance(status, (str, Status)) else [Status(s).value for s in status]
-            sql += f" WHERE status IN ({','.join('?' * len(wanted))})"
+            sql += f" AND status IN ({','.join('?' * len(wanted))})"
             args += wanted
         sql += " ORDER BY created DESC, id DESC"
         if limit:
@@ -751,6 +822,10 @@ record_dataset = _shortcut("record_dataset")
 list_datasets = _shortcut("list_datasets")
 get_dataset = _shortcut("get_dataset")
 delete_dataset = _shortcut("delete_dataset")
+add_dataset_owner = _shortcut("add_dataset_owner")
+remove_dataset_owner = _shortcut("remove_dataset_owner")
+dataset_owners = _shortcut("dataset_owners")
+set_shared = _shortcut("set_shared")
 create_run = _shortcut("create_run")
 get_run = _shortcut("get_run")
 find_run = _shortcut("find_run")
