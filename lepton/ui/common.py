@@ -190,10 +190,11 @@ def store() -> Any:
 
 
 def datasets_by_id() -> dict[str, dict]:
+    """The datasets the current user may see (a run on someone else's private one shows its id, not its name)."""
     try:
-        from lepton.data import list_datasets
+        from lepton.ui import access
 
-        return {m["id"]: m for m in list_datasets()}
+        return {m["id"]: m for m in access.datasets()}
     except Exception:  # noqa: BLE001 - names are a nicety; ids still show
         return {}
 

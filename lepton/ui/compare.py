@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from lepton import compare as core
-from lepton.ui import charts, common
+from lepton.ui import access, charts, common
 
 X_LABELS = {"epoch": "epoch", "step": "step", "time": "wall time (s)"}
 ACTIVE = {"queued", "running"}
@@ -64,19 +64,24 @@ def _sync_query(run_ids: list[str], metric: str, x: str) -> None:
 
 
 def pick_runs() -> list[str]:
-    runs = common.store().list_runs(limit=300)
+    runs = access.runs(limit=300)
+    by_id = {r["id"]: r for r in runs}
+    first = "cmp_runs" not in st.session_state
+    wanted, missing = [], []
+    for ref in _query_runs() if first else []:
+        rid = ref if ref in by_id else next((i for i in by_id if i.startswith(ref)), None)
+        if rid and rid not in wanted:
+            wanted.append(rid)
+        elif not rid:
+            missing.append(ref)  # deleted, mistyped, or someone else's private run: all the same to this user
+    if missing:
+        access.not_found(missing)
     if len(runs) < 2:
         common.empty_state("Comparing needs at least two runs. Train another on **Train**.", common.PAGE_TRAIN,
                            "Train a model", ":material/model_training:")
         return []
-    by_id = {r["id"]: r for r in runs}
     datasets = common.datasets_by_id()
-    if "cmp_runs" not in st.session_state:
-        wanted = []
-        for ref in _query_runs():
-            rid = ref if ref in by_id else next((i for i in by_id if i.startswith(ref)), None)
-            if rid and rid not in wanted:
-                wanted.append(rid)
+    if first:
         finished = [r["id"] for r in runs if r["status"] == "finished"]
         st.session_state["cmp_runs"] = wanted or finished[:2]
 

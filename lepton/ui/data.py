@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from lepton.ui import charts, common
+from lepton.ui import access, charts, common
 
 TABLE_TYPES = (".csv", ".tsv", ".jsonl")
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "zip"]
@@ -20,23 +20,18 @@ HEADER_ROWS = 200  # rows read to list columns and guess which is which
 # ---------------------------------------------------------------- core calls (the same ones the CLI makes)
 def ingest_file(path: str | Path, *, text_column: str = "text", label_column: str = "label", name: str | None = None,
                 modality: str = "auto") -> Any:
-    """Validate and store a dataset; returns lepton.data.IngestResult. The upload widget calls this."""
+    """Validate and store a dataset owned by the current user; returns lepton.data.IngestResult, whose
+    `reused` says whether this user had stored the same content before. The upload widget calls this."""
     from lepton.data import ingest
 
-    return ingest(str(path), modality=modality, text_column=text_column, label_column=label_column, name=name or None)
+    res = ingest(str(path), modality=modality, text_column=text_column, label_column=label_column, name=name or None)
+    access.claim_dataset(res, name or Path(path).stem)
+    return res
 
 
 def list_datasets() -> list[dict]:
-    from lepton.data import list_datasets as _list
-
-    return _list()
-
-
-def delete_dataset(ds_id: str) -> None:
-    from lepton.data import delete_dataset as _delete
-
-    _delete(ds_id)
-
+    """The datasets the current user may see, named as they named them."""
+    return access.datasets()
 
 def table_columns(path: str | Path) -> tuple[list[str], pd.DataFrame]:
     """Columns of a CSV/TSV/JSONL file and its first rows (for picking text and label columns)."""
@@ -281,9 +276,15 @@ def samples(manifest: dict, per_class: int | None = None) -> None:
 
 def dataset_actions(manifest: dict) -> None:
     ds_id = manifest["id"]
-    c1, c2, _ = st.columns([1.2, 1, 3])
+    c1, c2, c3 = st.columns([1.2, 1, 3])
     if c1.button("Train on this dataset", type="primary", icon=":material/model_training:", key="to_train"):
         st.switch_page(common.PAGE_TRAIN, query_params={"dataset": ds_id})
+    if manifest.get("mine"):  # a dataset is shared through one's own upload of it
+        with c3:
+            access.share_toggle("datasets", ds_id, bool(manifest.get("shared")), key=f"share_ds_{ds_id}",
+                                name=manifest.get("name") or ds_id)
+    if not access.can_manage(manifest):
+        return  # shared with this user: train on it, but only its owner deletes it
     if st.session_state.get("confirm_delete") != ds_id:
         if c2.button("Delete…", icon=":material/delete:", key="delete"):
             st.session_state["confirm_delete"] = ds_id
@@ -296,7 +297,7 @@ def dataset_actions(manifest: dict) -> None:
         if y.button("Yes, delete", type="primary", key="delete_yes"):
             st.session_state.pop("confirm_delete", None)
             with common.guard("Could not delete the dataset"):
-                delete_dataset(ds_id)
+                access.delete_dataset(manifest)
                 if st.session_state.get("data_last", {}).get("id") == ds_id:
                     st.session_state.pop("data_last", None)
                 st.session_state.pop("data_selected", None)
@@ -321,5 +322,6 @@ def stored_section() -> None:
     with st.container(border=True):
         st.markdown(f"#### {m.get('name')}  \n<span class='lp-muted'>{m.get('modality')} · id <code>{m['id']}</code> · "
                     f"added {common.fmt_ago(m.get('created'))}</span>", unsafe_allow_html=True)
+        access.ownership_note(m, "dataset")
         dataset_actions(m)
         preview(m)

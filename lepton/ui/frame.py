@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import streamlit as st
 
-from lepton.ui import common
+from lepton.ui import access, common
 
 PAGES = [
     (common.PAGE_HOME, "Home", ":material/home:"),
@@ -60,10 +61,22 @@ def _page_setup() -> None:
     common.inject_css()
 
 
+def _login_pages() -> list:
+    """The sign-in screen, also under every page's address: a deep link opens it without a "page not found"."""
+    aliases = [st.Page(access.login_screen, title=title, url_path=Path(path).stem) for path, title, _ in PAGES]
+    return [st.Page(access.login_screen, title="Sign in", icon=":material/login:", url_path="sign-in", default=True),
+            *aliases]
+
+
 def navigation():
-    """app.py's router: page setup and st.navigation; the caller runs the returned page."""
+    """app.py's router: page setup and st.navigation; the caller runs the returned page.
+
+    Until someone may use the dashboard (login on and nobody signed in), the only page is the
+    sign-in screen, whatever the URL asks for: deep links never reach a page."""
     _run.routed = True
     _page_setup()
+    if access.current().user is None:
+        return st.navigation(_login_pages(), position="hidden")
     return st.navigation(_pages())
 
 
@@ -90,6 +103,11 @@ def require_router() -> None:
         st.navigation(_pages(), position="hidden")
         st.rerun()
     _page_setup()
+    if access.current().user is None:
+        st.navigation(_login_pages(), position="hidden")
+        sidebar()
+        access.login_screen()
+        st.stop()
     st.navigation(_pages())
     sidebar()
 
@@ -103,11 +121,15 @@ def sidebar() -> None:
             st.logo(str(logo), size="large")
         st.markdown("### Lepton\n<span class='lp-muted'>transfer learning for text, images and audio</span>",
                     unsafe_allow_html=True)
+        access.sidebar_identity()
+        if access.current().user is None:
+            return  # nothing about this machine for someone who has not signed in
         started_pid = None
         with common.guard("Could not start the background worker"):
             started_pid = _start_worker_once(str(paths.home()))
         _worker_status(started_pid)
-        st.caption(f"Home: `{common.short_home()}`", help="LEPTON_HOME: datasets, runs and the job database live here")
+        if access.current().user.admin:  # a server path is for whoever runs the machine (the only user when local)
+            st.caption(f"Home: `{common.short_home()}`", help="LEPTON_HOME: datasets, runs and the job database live here")
 
 
 @st.fragment(run_every=5.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lepton.ui import common
+from lepton.ui import access, common
 
 # (modality, file under assets/demo, title, what it is)
 DEMOS = [
@@ -72,7 +72,7 @@ def quick_start() -> None:
 
 def recent_runs(limit: int = 6) -> None:
     st.subheader("Recent runs")
-    runs = common.store().list_runs(limit=limit)
+    runs = access.runs(limit=limit)
     if not runs:
         st.caption("No runs yet: start a demo above, or add your own data on the **Data** page.")
         return
@@ -87,7 +87,7 @@ def _recent_list(limit: int, was_active: bool) -> None:
 
 
 def _recent_rows(limit: int, was_active: bool) -> None:
-    runs = common.store().list_runs(limit=limit)
+    runs = access.runs(limit=limit)
     if was_active and not any(r["status"] in ("queued", "running") for r in runs):
         st.rerun()
     datasets = common.datasets_by_id()

@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from lepton.ui import charts, common
+from lepton.ui import access, charts, common
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
@@ -36,13 +36,15 @@ def predict(run_id: str, x: Any) -> dict:
 
 
 def pick_run() -> dict | None:
-    runs = common.store().list_runs(status="finished", limit=200)
+    runs = access.runs(status="finished", limit=200)
+    wanted = common.query_param("run")
+    if wanted and wanted not in {r["id"] for r in runs}:
+        access.not_found([wanted], "finished runs")
     if not runs:
         common.empty_state("No finished runs yet. Train one on **Train** (or start a demo on **Home**); when it "
                            "finishes you can try it here.", common.PAGE_TRAIN, "Train a model", ":material/model_training:")
         return None
     ids = [r["id"] for r in runs]
-    wanted = common.query_param("run")
     if st.session_state.get("pg_run") not in ids:
         st.session_state["pg_run"] = wanted if wanted in ids else ids[0]
     by_id = {r["id"]: r for r in runs}
@@ -128,6 +130,8 @@ def media_input(run: dict, modality: str) -> None:
 
 
 def example_button(run: dict, modality: str) -> None:
+    if not access.viewer().admin and (run.get("config") or {}).get("data") not in common.datasets_by_id():
+        return  # a shared run on someone else's private dataset: the run is shared, its data is not
     if st.button("Try a random example from its dataset", icon=":material/shuffle:", key="pg_example",
                  help="Picks an example from the run's test split (the model did not train on it)"):
         with common.guard("Could not load an example from the dataset"):

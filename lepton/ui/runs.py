@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lepton.ui import charts, common
+from lepton.ui import access, charts, common
 
 LIVE_EVERY_S = 1.0
 LIST_EVERY_S = 2.0
@@ -84,6 +84,7 @@ def latest(rows: list[dict], split: str, name: str) -> float | None:
 # ---------------------------------------------------------------- the list
 def runs_frame(runs: list[dict]) -> pd.DataFrame:
     datasets = common.datasets_by_id()
+    owners = access.login_on()  # a single-user app has one owner: no column for it
     rows = []
     for r in runs:
         cfg = r.get("config") or {}
@@ -92,6 +93,8 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
         rows.append({
             "status": r["status"],
             "name": r.get("name") or cfg.get("name") or r["id"],
+            # Beside the name, where a narrow window still shows it.
+            **({"owner": access.owner_label(r.get("owner")) + (" · shared" if r.get("shared") else "")} if owners else {}),
             "dataset": data,
             "backbone": backbone,
             "adapter": adapter,
@@ -115,6 +118,7 @@ RUNS_COLUMNS = {
     "macro-F1": st.column_config.NumberColumn("macro-F1", width=75, format="%.3f",
                                               help="Test macro-F1 of a finished run"),
     "created": st.column_config.TextColumn(width=90),
+    "owner": st.column_config.TextColumn(width=140, help="Whose run it is; shared runs are visible to every signed-in user"),
 }
 
 
@@ -128,7 +132,7 @@ def styled(df: pd.DataFrame):
 
 
 def runs_list() -> None:
-    runs = common.store().list_runs(limit=200)
+    runs = access.runs(limit=200)
     if not runs:
         common.empty_state("No runs yet. Pick a dataset and a backbone on **Train**, or start a demo on **Home**.",
                            common.PAGE_TRAIN, "Train a model", ":material/model_training:")
@@ -143,7 +147,7 @@ def _runs_table(was_active: bool) -> None:
 
 
 def _runs_table_body(was_active: bool) -> None:
-    runs = common.store().list_runs(limit=200)
+    runs = access.runs(limit=200)
     if was_active and not any(r["status"] in ACTIVE for r in runs):
         st.rerun()  # the last active run ended: a full rerun stops this fragment's timer
     st.caption("Select a row to open the run.")
@@ -157,19 +161,17 @@ def _runs_table_body(was_active: bool) -> None:
 
 # ---------------------------------------------------------------- one run
 def run_view(run_id: str) -> None:
-    store = common.store()
-    run = store.get_run(run_id)
-    if run is None:
-        from lepton.errors import LeptonError
+    run = None
+    from lepton.errors import LeptonError
 
-        try:
-            run = store.find_run(run_id)
-        except LeptonError as e:
-            st.error(str(e))
-        if run is None:
-            if st.button("All runs", icon=":material/arrow_back:", key="back"):
-                open_run(None)
-            return
+    try:
+        run = access.find_run(run_id)  # someone else's private run is "no run", like one that does not exist
+    except LeptonError as e:
+        st.error(str(e))
+    if run is None:
+        if st.button("All runs", icon=":material/arrow_back:", key="back"):
+            open_run(None)
+        return
     header(run)
     actions(run)
     live(run["id"], run["status"] in ACTIVE)
@@ -186,6 +188,7 @@ def header(run: dict) -> None:
         f"<span class='lp-kv'>id <code>{run['id']}</code> · dataset <b>{data}</b>"
         f" · backbone <b>{backbone}</b> · adapter <b>{adapter}</b>"
         f" · created {common.fmt_ago(run.get('created'))}</span>", unsafe_allow_html=True)
+    access.ownership_note(run, "run")
 
 
 def actions(run: dict) -> None:
@@ -194,14 +197,15 @@ def actions(run: dict) -> None:
     cols = [bar, bar, bar]
     if cols[0].button("All runs", icon=":material/arrow_back:", key="back"):
         open_run(None)
-    if status in ACTIVE:
+    manage = access.can_manage(run)  # shared with you: open it, try it, compare it; its owner changes it
+    if status in ACTIVE and manage:
         requested = bool(run.get("cancel_requested"))
         if cols[1].button("Cancelling…" if requested else "Cancel", icon=":material/stop_circle:", key="cancel",
                           disabled=requested, help="Stop this run; Resume continues it later from its last checkpoint"):
             with common.guard("Could not cancel the run"):
                 cancel(run["id"])
                 st.rerun()
-    if status in RESUMABLE:
+    if status in RESUMABLE and manage:
         if cols[1].button("Resume", icon=":material/play_arrow:", key="resume", type="primary",
                           help="Queue it again; it continues from its last checkpoint"):
             with common.guard("Could not resume the run"):
@@ -211,6 +215,10 @@ def actions(run: dict) -> None:
     if status == "finished":
         if cols[2].button("Try it in the Playground", icon=":material/science:", key="to_playground", type="primary"):
             st.switch_page(common.PAGE_PLAYGROUND, query_params={"run": run["id"]})
+    if manage:
+        with bar:
+            access.share_toggle("runs", run["id"], bool(run.get("shared")), key=f"share_run_{run['id']}",
+                                name=run.get("name") or run["id"])
 
 
 def live(run_id: str, active: bool) -> None:

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import streamlit as st
 
 from lepton.config import RunConfig
-from lepton.ui import common
+from lepton.ui import access, common
 from lepton.ui import data as data_ui
 
 CUSTOM = "__custom__"
@@ -118,7 +118,7 @@ def from_run_widget(f: dataclasses.Field, modality: str) -> str | None:
             return {}
 
     runs = []
-    for r in common.store().list_runs(status="finished", limit=200):
+    for r in access.runs(status="finished", limit=200):  # warm start only from runs this user may see
         cfg, m = r.get("config") or {}, meta(r)
         r_modality = m.get("modality") or (datasets.get(cfg.get("data")) or {}).get("modality")
         r_backbone = m.get("backbone") or cfg.get("backbone")
@@ -221,6 +221,7 @@ def pick_backbone(modality: str) -> tuple[str, dict | None]:
         with common.guard("Could not check that backbone"):
             from lepton.backbones import resolve_backbone
 
+            access.check_model_ref(name)
             s = resolve_backbone(name, modality)  # checks the name only; nothing is downloaded or loaded
             spec = {"name": name, "custom": True, "dim": s.dim, "params": s.params, "description": s.description,
                     "recommended_adapter": s.recommended_adapter, "supports": list(s.supports)}
@@ -276,7 +277,7 @@ def command_line(cfg: RunConfig) -> str:
 def submit(cfg: RunConfig) -> str:
     from lepton.jobs import launcher
 
-    run_id = launcher.submit(cfg)
+    run_id = launcher.submit(cfg, owner=access.viewer().id)
     if not os.environ.get("LEPTON_NO_WORKER"):
         launcher.ensure_worker()
     return run_id

@@ -11,7 +11,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lepton.ui import charts, common
+from lepton.ui import access, charts, common
 
 
 # ---------------------------------------------------------------- figure (pure)
@@ -51,9 +51,10 @@ def measure_forgetting(run_id: str) -> dict:
 
 
 def matrix(run_ids: list[str] | None = None) -> dict:
+    """Only runs and evaluations on datasets the current user may see (lepton.transfer.transfer_matrix)."""
     from lepton.transfer import transfer_matrix
 
-    return transfer_matrix(run_ids)
+    return transfer_matrix(run_ids, viewer=access.viewer())
 
 
 def fitting_datasets(modality: str | None, classes: list[str]) -> list[dict]:
@@ -98,7 +99,10 @@ def forgetting_table(m: dict, key: str) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "before": st.column_config.NumberColumn(format="%.3f"), "after": st.column_config.NumberColumn(format="%.3f"),
         "forgetting": st.column_config.NumberColumn(format="%+.3f", help="before − after: how much was lost")})
-    todo = [rid for rid, f in m["forgetting"].items() if f["after"] is None]
+    # Forgetting is measured on the source run's dataset: only where this user may use that dataset.
+    usable = common.datasets_by_id()
+    todo = [rid for rid, f in m["forgetting"].items()
+            if f["after"] is None and (access.viewer().admin or f["source_dataset"] in usable)]
     if todo and st.button(f"Measure forgetting ({len(todo)} run{'s' if len(todo) > 1 else ''})", key=f"{key}_forget",
                           icon=":material/history:", help="Evaluates each warm-started run on its source dataset"):
         with common.guard("Could not measure forgetting"), st.spinner("Evaluating on the source datasets…"):
@@ -135,6 +139,11 @@ def page() -> None:
         forgetting_table(m, "tr_page")
         st.markdown("**Evaluate a run on another dataset**")
         finished = {r["id"]: r for r in m["runs"]}
+        wanted = common.query_param("run")  # ?run=<id> opens this page on one run
+        if wanted and wanted not in finished:
+            access.not_found([wanted], "finished runs")
+        elif wanted and "tr_run" not in st.session_state:
+            st.session_state["tr_run"] = wanted
         rid = st.selectbox("Run", list(finished), key="tr_run", format_func=lambda i: finished[i]["name"] or i)
         run = common.store().get_run(rid)
         if run:
