@@ -33,14 +33,18 @@ def app_env(home: Path, **extra: str) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def streamlit_app(env: dict[str, str], log_path: Path) -> Iterator[str]:
-    """Start the dashboard, wait for its health check, yield its URL, and stop it afterwards."""
+def streamlit_app(env: dict[str, str], log_path: Path, secrets: Path | None = None) -> Iterator[str]:
+    """Start the dashboard, wait for its health check, yield its URL, and stop it afterwards.
+
+    secrets: the secrets.toml it reads (`[auth]` turns login on). Without one it reads none at all, so
+    a developer's own .streamlit/secrets.toml never turns a test's dashboard into a login page."""
     port = free_port()
+    secrets = secrets or log_path.parent / "no-secrets.toml"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.address",
              "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-             "--server.fileWatcherType", "none"],
+             "--server.fileWatcherType", "none", "--secrets.files", str(secrets)],
             cwd=str(REPO), env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
@@ -57,11 +61,16 @@ def streamlit_app(env: dict[str, str], log_path: Path) -> Iterator[str]:
         try:
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop(proc)
+
+
+def stop(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Terminate a server this test started; kill it if it does not go."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def idle(page, timeout: float = 60) -> None:
