@@ -23,3 +23,7 @@ class IncompatibleError(LeptonError):
 
 class RunError(LeptonError):
     """A run that does not exist or is not in a state that allows the action."""
+
+
+class ModelError(LeptonError):
+    """A model folder or hub snapshot that cannot be loaded safely: bad config, missing or unsafe weights, custom code."""

@@ -1,4 +1,9 @@
-"""Predictor: load a finished run (safetensors + config, never pickle) and classify raw inputs."""
+"""Predictor: load a finished run (safetensors + JSON, never pickle) and classify raw inputs.
+
+A run folder is read like any other untrusted input: only model/meta.json (JSON, its fields checked)
+and model/model.safetensors, each refused with one line when it is not a regular file or is damaged.
+A backbone that is a model folder goes through resolve_backbone, which checks that folder too.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from lepton import paths
+from lepton import filetypes, paths
 from lepton.adapters import AdapterOptions, get_adapter
 from lepton.backbones import resolve_backbone
 from lepton.data import load_item
@@ -34,6 +39,68 @@ def resolve_run_dir(ref: str | Path) -> Path:
     raise RunError(f"no run '{ref}'; `lepton runs` lists them")
 
 
+# What Predictor.load needs from model/meta.json, and the JSON type of each.
+META_FIELDS = {"backbone": str, "modality": str, "adapter": str, "classes": list, "dim": int, "max_length": int}
+META_LIMIT = 16 * 1024**2  # meta.json holds names and numbers; a larger one is not ours
+
+
+def _run_file(run_dir: Path, rel: str) -> Path:
+    """A file of a run folder that is there and regular (a FIFO planted in its place would block the reader)."""
+    path = run_dir / rel
+    what = filetypes.special(path)
+    if what:
+        raise RunError(f"run '{run_dir.name}': `{rel}` is {what}, not a regular file; the run folder has been "
+                       "tampered with: train the run again")
+    if not path.is_file():
+        raise RunError(f"run '{run_dir.name}' has no saved model yet (it has not finished); wait or pick another run")
+    return path
+
+
+def read_meta(run_dir: Path) -> dict[str, Any]:
+    """model/meta.json of a finished run: plain JSON, checked for the fields a rebuild needs."""
+    path = _run_file(run_dir, "model/meta.json")
+    try:
+        if path.stat().st_size > META_LIMIT:
+            raise ValueError(f"{path.stat().st_size:,} bytes")
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise RunError(f"run '{run_dir.name}': `model/meta.json` is damaged ({e}): train the run again") from None
+    bad = [k for k, t in META_FIELDS.items() if not isinstance(meta, dict) or not isinstance(meta.get(k), t)]
+    if bad:
+        raise RunError(f"run '{run_dir.name}': `model/meta.json` lacks {', '.join(bad)} or has the wrong type there: "
+                       "was it made by another Lepton version? Train the run again")
+    return meta
+
+
+def _damaged_weights(run_dir: Path, path: Path, e: Exception) -> RunError:
+    kind = filetypes.identify(path)
+    really = f"it is really {kind.one}; " if kind else ""
+    return RunError(f"run '{run_dir.name}': `model/model.safetensors` is not a valid safetensors file ({really}"
+                    f"{str(e).splitlines()[0] if str(e) else type(e).__name__}): train the run again")
+
+
+def check_weights(run_dir: Path) -> Path:
+    """model/model.safetensors, its header read and checked (cheap: no tensor is loaded)."""
+    from safetensors import safe_open
+
+    path = _run_file(run_dir, "model/model.safetensors")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as e:  # SafetensorError for a torn or foreign file; the first line says which
+        raise _damaged_weights(run_dir, path, e) from None
+    return path
+
+
+def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """model/model.safetensors of a finished run. Only safetensors: a pickle put in its place is refused, never run."""
+    path = check_weights(run_dir)
+    try:
+        return load_file(path)
+    except Exception as e:  # a file changed since its header was read
+        raise _damaged_weights(run_dir, path, e) from None
+
+
 class Predictor:
     def __init__(self, model: torch.nn.Module, meta: dict[str, Any], run_dir: Path):
         self.model, self.meta, self.run_dir = model, meta, run_dir
@@ -43,17 +110,14 @@ class Predictor:
     @classmethod
     def load(cls, run: str | Path) -> "Predictor":
         run_dir = resolve_run_dir(run)
-        model_dir = run_dir / "model"
-        if not (model_dir / "meta.json").exists():
-            raise RunError(f"run '{run_dir.name}' has no saved model yet (it has not finished); wait or pick another run")
-        meta = json.loads((model_dir / "meta.json").read_text())
+        meta = read_meta(run_dir)
         spec = resolve_backbone(meta["backbone"], meta["modality"])
         backbone = spec.build()
         backbone.max_length = meta["max_length"]
         lora = meta.get("lora", {})
         adapter = get_adapter(meta["adapter"], AdapterOptions(lora.get("r", 8), lora.get("alpha", 16), 0.0))
         model = adapter.wrap(backbone, classification_head(meta["dim"], len(meta["classes"])))
-        state = load_file(model_dir / "model.safetensors")
+        state = load_weights(run_dir)
         unexpected = set(state) - set(model.state_dict())
         if unexpected:
             raise RunError(f"run '{run_dir.name}': saved weights do not fit the rebuilt model "

@@ -29,7 +29,7 @@ from lepton.train.events import Emit, null_emit
 def source(ref: str) -> tuple[Path, dict[str, Any]]:
     """(run folder, model/meta.json) of a finished run to warm-start from."""
     from lepton.jobs.store import get_store
-    from lepton.predict import resolve_run_dir
+    from lepton.predict import read_meta, resolve_run_dir
 
     try:
         run_dir = resolve_run_dir(ref)
@@ -39,14 +39,17 @@ def source(ref: str) -> tuple[Path, dict[str, Any]]:
     if not meta_file.exists():
         raise RunError(f"run '{run_dir.name}' has no saved model (it has not finished), so nothing can start from it; "
                        "pick a finished run")
-    return run_dir, json.loads(meta_file.read_text(encoding="utf-8"))
+    return run_dir, read_meta(run_dir)
 
 
 def check_source(config: Any, modality: str | None = None) -> dict[str, Any]:
     """Preflight for --from: the source exists, has finished, and fits the requested backbone and data."""
     from lepton.backbones import resolve_backbone
+    from lepton.predict import check_weights
 
     run_dir, meta = source(config.from_run)
+    check_weights(run_dir)  # a torn or planted weights file fails here, before a run exists
+    resolve_backbone(meta["backbone"], meta["modality"])  # and so does a source whose model folder went bad
     if modality and modality != "auto" and meta["modality"] != modality:
         raise IncompatibleError(f"run '{run_dir.name}' classifies {meta['modality']}, but the data is {modality}; "
                                 f"a warm start needs a source run of the same modality")
@@ -105,7 +108,7 @@ def merge_lora(module: Any) -> int:
 
 def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_emit) -> bool:
     """Copy the source run's head when its classes are these, in this order; True if it did."""
-    from safetensors.torch import load_file
+    from lepton.predict import load_weights
 
     run_dir, meta = source(from_run)
     if list(meta["classes"]) != list(classes):
@@ -113,7 +116,7 @@ def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_e
         emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone; new head ({why}: "
              f"source {', '.join(meta['classes'])})")
         return False
-    state = load_file(run_dir / "model" / "model.safetensors")
+    state = load_weights(run_dir)
     model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone and its head (same labels)")
     return True
@@ -245,8 +248,14 @@ def measure_forgetting(run: str) -> dict[str, Any]:
     return transfer_matrix([row["id"]])["forgetting"].get(row["id"], {})
 
 
-def read_json(path: Path) -> dict[str, Any] | None:
+def read_json(path: Path, limit: int = 64 * 1024**2) -> dict[str, Any] | None:
+    """A run folder's JSON file, or None when it is missing, damaged, too large or not a regular file
+    (opening a FIFO planted in a run folder would block the page that reads it)."""
+    from lepton import filetypes
+
     try:
+        if filetypes.special(path) or Path(path).stat().st_size > limit:
+            return None
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None

@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from lepton.backbones import (BACKBONES, build_backbone, default_backbone, list_backbones, resolve_backbone)
-from lepton.errors import IncompatibleError, LeptonError, RegistryError
+from lepton.errors import IncompatibleError, LeptonError, ModelError, RegistryError
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO_WORDS = ROOT / "assets" / "demo" / "spoken_words.zip"
@@ -78,7 +78,7 @@ def test_wrong_modality_is_refused_with_the_ones_that_fit():
 
 
 def test_folder_without_config_is_refused(tmp_path):
-    with pytest.raises(RegistryError, match="not a model folder"):
+    with pytest.raises(ModelError, match="has no config.json, so it is not a saved Hugging Face model"):
         resolve_backbone(str(tmp_path))
 
 

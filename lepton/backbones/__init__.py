@@ -16,7 +16,7 @@ from pathlib import Path
 
 from lepton.backbones import efficientnet, minilm, speech_embedding, tiny  # noqa: F401  (registration)
 from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
-from lepton.backbones.hf import folder_spec, hub_spec, is_model_folder, looks_like_hub_id
+from lepton.backbones.hf import folder_spec, hub_spec, looks_like_hub_id
 from lepton.errors import IncompatibleError, RegistryError
 
 MODALITIES = ("text", "image", "audio")
@@ -54,7 +54,9 @@ def _check_modality(spec: BackboneSpec, modality: str | None) -> BackboneSpec:
 
 
 def resolve_backbone(name_or_path: str, modality: str | None = None) -> BackboneSpec:
-    """Registered name, else a local model folder (config.json), else a hub id `org/name`. Nothing is loaded."""
+    """Registered name, else a local model folder, else a hub id `org/name`. Nothing is loaded, but a
+    folder (or a cached hub snapshot) is checked whole (lepton.backbones.model_folder), so an unsafe or
+    broken one fails here, before a run exists."""
     name = str(name_or_path).strip()
     if modality == "auto":
         modality = None
@@ -65,13 +67,14 @@ def resolve_backbone(name_or_path: str, modality: str | None = None) -> Backbone
         return default_backbone(modality)
     if name in BACKBONES:
         return _check_modality(BACKBONES.get(name), modality)
-    if is_model_folder(name):
-        return _check_modality(folder_spec(name, modality), modality)
     path = Path(name).expanduser()
-    if path.exists() or (os.sep in name and not looks_like_hub_id(name)):
+    if path.exists() or os.path.lexists(path):
+        # Anything on disk is a model folder or nothing: check_model_folder says which rule it breaks.
+        return _check_modality(folder_spec(name, modality), modality)
+    if os.sep in name and not looks_like_hub_id(name):
         raise RegistryError(
-            f"backbone '{name}': this path is not a model folder (it needs a config.json, as save_pretrained writes); "
-            f"registered names: {', '.join(BACKBONES)}"
+            f"backbone '{name}': there is no such folder (a model folder holds config.json and model.safetensors, as "
+            f"save_pretrained writes); registered names: {', '.join(BACKBONES)}"
         )
     if looks_like_hub_id(name):
         return hub_spec(name, modality)

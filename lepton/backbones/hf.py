@@ -23,7 +23,8 @@ import torch
 from torch import nn
 
 from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
-from lepton.errors import IncompatibleError, LeptonError
+from lepton.backbones.model_folder import PICKLE_SUFFIXES, TOKENIZER_FILES, check_model_folder, check_preprocessing
+from lepton.errors import IncompatibleError, LeptonError, ModelError
 
 ALL_ADAPTERS = ("linear-probe", "full", "lora")
 
@@ -332,7 +333,7 @@ def detect_modality(folder: Path, hint: str | None = None) -> str:
     cfg = _read_json(folder / "config.json")
     mt = str(cfg.get("model_type", ""))
     pre = _read_json(folder / "preprocessor_config.json")
-    has_tok = any((folder / f).exists() for f in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model"))
+    has_tok = any((folder / f).exists() for f in TOKENIZER_FILES)
     kinds = set()
     if pre:
         ptype = str(pre.get("image_processor_type", "") or pre.get("feature_extractor_type", ""))
@@ -384,40 +385,41 @@ def config_dim(cfg: dict[str, Any]) -> int:
     return 0
 
 
-def count_params(folder: Path) -> int:
-    """Parameter count from the safetensors headers (no weights are read); 0 when unknown."""
-    total = 0
-    try:
-        from safetensors import safe_open
-
-        for f in sorted(folder.glob("*.safetensors")):
-            with safe_open(str(f), framework="pt") as st:
-                for k in st.keys():
-                    total += int(np.prod(st.get_slice(k).get_shape()))
-    except Exception:  # a header we cannot read only costs the UI a number
-        return 0
-    return total
-
-
-def is_model_folder(path: str | os.PathLike) -> bool:
-    p = Path(path).expanduser()
-    return p.is_dir() and (p / "config.json").is_file()
-
-
 def looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 2 and all(parts) and not name.startswith((".", "/", "~")) and " " not in name
 
 
-def load_folder(folder: str | os.PathLike, modality: str | None = None, name: str | None = None) -> Backbone:
-    """Build the right wrapper for a local model folder (save_pretrained layout)."""
+# Passed to every from_pretrained on a folder: never import the folder's own Python (no prompt either:
+# an explicit False is what stops transformers asking), never reach the network for a local folder.
+SAFE = {"trust_remote_code": False, "local_files_only": True}
+
+
+def load_folder(folder: str | os.PathLike, modality: str | None = None, name: str | None = None,
+                where: str | None = None) -> Backbone:
+    """Build the right wrapper for a local model folder (save_pretrained layout), checked first."""
+    folder = Path(folder).expanduser()
+    where = where or f"model folder `{name or folder}`"
+    check_model_folder(folder, where)  # again: the folder may have changed since the name was resolved
+    modality = detect_modality(folder, modality)
+    check_preprocessing(folder, modality, where)
+    try:
+        return _load_checked(folder, modality, name or str(folder))
+    except LeptonError:
+        raise
+    except Exception as e:  # transformers raises many types for files that do not belong together
+        detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ModelError(f"{where} could not be loaded by transformers ({type(e).__name__}: {detail}): check that its "
+                         "config, weights and tokenizer or preprocessor belong together, or save it again with "
+                         "save_pretrained") from e
+
+
+def _load_checked(folder: Path, modality: str, name: str) -> Backbone:
     from transformers import AutoConfig, AutoModel
 
-    folder = Path(folder).expanduser()
-    modality = detect_modality(folder, modality)
     with quiet_transformers():
-        config = AutoConfig.from_pretrained(folder)
-        model, info = AutoModel.from_pretrained(folder, output_loading_info=True)
+        config = AutoConfig.from_pretrained(folder, **SAFE)
+        model, info = AutoModel.from_pretrained(folder, output_loading_info=True, use_safetensors=True, **SAFE)
     missing = " ".join(info.get("missing_keys", []))
     pooler_trained = "pooler" not in missing
     if getattr(config, "model_type", "") == "whisper" or (modality != "text" and hasattr(model, "get_encoder") and getattr(config, "is_encoder_decoder", False)):
@@ -432,15 +434,15 @@ def load_folder(folder: str | os.PathLike, modality: str | None = None, name: st
         if modality == "text":
             from transformers import AutoTokenizer
 
-            bb: Backbone = HFText(model, AutoTokenizer.from_pretrained(folder), dim)
+            bb: Backbone = HFText(model, AutoTokenizer.from_pretrained(folder, **SAFE), dim)
         elif modality == "image":
             from transformers import AutoImageProcessor
 
-            bb = HFVision(model, AutoImageProcessor.from_pretrained(folder), dim, use_pooler=pooler_trained)
+            bb = HFVision(model, AutoImageProcessor.from_pretrained(folder, **SAFE), dim, use_pooler=pooler_trained)
         else:
             from transformers import AutoFeatureExtractor
 
-            extractor = AutoFeatureExtractor.from_pretrained(folder)
+            extractor = AutoFeatureExtractor.from_pretrained(folder, **SAFE)
             name_in = (getattr(extractor, "model_input_names", None) or ["input_values"])[0]
             if getattr(config, "model_type", "") == "whisper" or hasattr(model, "conv1") and name_in == "input_features":
                 kind = "whisper"
@@ -469,15 +471,28 @@ def _valid_names() -> str:
     return ", ".join(n for n, s in BACKBONES.items() if not s.tiny)
 
 
+# What a hub snapshot may bring: configs, tokenizer files and safetensors weights. Never *.py (a
+# repository's own code) and never pickles (pytorch_model.bin): neither is ever loaded.
+HUB_PATTERNS = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken", "merges.txt"]
+
+
+def cached_snapshot(repo_id: str) -> Path | None:
+    """The hub model's snapshot in the local HF cache, or None (nothing goes to the network)."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, local_files_only=True))
+    except Exception:  # not cached (LocalEntryNotFoundError), or a cache we cannot read: the loader retries
+        return None
+
+
 def fetch_hub(repo_id: str) -> Path:
     """Local snapshot of a hub model: the HF cache first, then a download when the hub is reachable."""
     from huggingface_hub import snapshot_download
 
-    patterns = ["*.json", "*.txt", "*.model", "*.safetensors", "*.tiktoken", "merges.txt"]
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=patterns, local_files_only=True))
-    except Exception:  # not cached: go to the network below
-        pass
+    cached = cached_snapshot(repo_id)
+    if cached is not None:
+        return cached
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable()
     if offline:
         raise LeptonError(
@@ -489,15 +504,19 @@ def fetch_hub(repo_id: str) -> Path:
         from huggingface_hub import list_repo_files
 
         files = list_repo_files(repo_id)
-        if not any(f.endswith(".safetensors") for f in files):
-            patterns.append("pytorch_model*.bin")  # older repos ship only .bin weights
-        return Path(snapshot_download(repo_id, allow_patterns=patterns))
+        if any(f.endswith(".safetensors") for f in files):
+            return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS))
     except Exception as e:
         raise LeptonError(
             f"backbone '{repo_id}': could not download it from the Hugging Face hub ({type(e).__name__}: "
             f"{str(e).splitlines()[0] if str(e) else ''}). Check the id (org/name), and log in for gated models, "
             f"or use a registered backbone ({_valid_names()}) or a local model folder."
         ) from None
+    pickles = [f for f in files if f.endswith(PICKLE_SUFFIXES)]
+    raise ModelError(f"hub model `{repo_id}` has no safetensors weights"
+                     + (f", only a pickle checkpoint ({', '.join(pickles[:3])})" if pickles else "")
+                     + ": loading a pickle can run any code hidden in it, so Lepton loads only safetensors; pick a "
+                     "repository that ships model.safetensors")
 
 
 def _fingerprint(folder: Path) -> str:
@@ -512,13 +531,15 @@ def _fingerprint(folder: Path) -> str:
 
 
 def folder_spec(path: str | os.PathLike, modality: str | None = None) -> BackboneSpec:
-    folder = Path(path).expanduser().resolve()
-    mod = detect_modality(folder, modality)
-    cfg = _read_json(folder / "config.json")
-    sub = cfg.get({"text": "text_config", "image": "vision_config", "audio": "audio_config"}[mod])
+    """A local model folder as a spec, refused here (before any run exists) when it is unsafe or broken."""
     name = str(path)
+    checked = check_model_folder(path, f"model folder `{name}`")
+    folder, cfg = checked.path.resolve(), checked.config
+    mod = detect_modality(folder, modality)
+    check_preprocessing(folder, mod, f"model folder `{name}`")
+    sub = cfg.get({"text": "text_config", "image": "vision_config", "audio": "audio_config"}[mod])
     return BackboneSpec(
-        name=name, modality=mod, dim=config_dim(sub or cfg) or config_dim(cfg), params=count_params(folder),
+        name=name, modality=mod, dim=config_dim(sub or cfg) or config_dim(cfg), params=checked.params,
         description=f"Local Hugging Face model ({cfg.get('model_type', 'unknown type')}) from {folder}",
         loader=lambda: load_folder(folder, mod, name),
         recommended_adapter="lora" if mod == "text" else "linear-probe",
@@ -531,8 +552,12 @@ def folder_spec(path: str | os.PathLike, modality: str | None = None) -> Backbon
 def hub_spec(repo_id: str, modality: str | None = None) -> BackboneSpec:
     """A spec built on the fly; nothing touches the network until the loader runs."""
 
+    cached = cached_snapshot(repo_id)
+    if cached is not None:  # already on disk: refuse a bad one now, not when the run starts
+        check_model_folder(cached, f"hub model `{repo_id}`")
+
     def loader() -> Backbone:
-        return load_folder(fetch_hub(repo_id), modality, repo_id)
+        return load_folder(fetch_hub(repo_id), modality, repo_id, where=f"hub model `{repo_id}`")
 
     return BackboneSpec(
         name=repo_id, modality=modality or "auto", dim=0, params=0,

@@ -165,11 +165,22 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 def _backbones_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", choices=["text", "image", "audio"])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--model-types", action="store_true",
+                   help="list the model_type values a local model folder or hub id may have (transformers' AutoModel)")
 
 
 @command("backbones", "List registered backbones", _backbones_args)
 def cmd_backbones(args: argparse.Namespace) -> int:
     from lepton.backbones import list_backbones
+
+    if args.model_types:
+        from lepton.backbones.model_folder import supported_model_types
+
+        if args.json:
+            print_json(supported_model_types())
+        else:
+            print("\n".join(supported_model_types()))
+        return 0
 
     specs = list_backbones(modality=args.modality)
     if args.json:
@@ -177,10 +188,10 @@ def cmd_backbones(args: argparse.Namespace) -> int:
                      "tiny": s.tiny, "recommended_adapter": s.recommended_adapter, "supports": list(s.supports),
                      "description": s.description} for s in specs])
         return 0
-    print(f"{'name':<22}{'modality':<10}{'dim':>6}{'params':>10}  {'adapters':<28}description")
+    print(f"{'name':<22}{'modality':<10}{'dim':>6}{'params':>10}  {'adapters':<32}description")
     for s in specs:
         flag = " (default)" if s.default else ""
-        print(f"{s.name:<22}{s.modality:<10}{s.dim:>6}{s.params / 1e6:>9.1f}M  {','.join(s.supports):<28}"
+        print(f"{s.name:<22}{s.modality:<10}{s.dim:>6}{s.params / 1e6:>9.1f}M  {','.join(s.supports):<32}"
               f"{s.description}{flag}")
     return 0
 

@@ -11,7 +11,15 @@ One file per modality (text.py, image.py, audio.py), each registered in MODALITI
 from lepton.data.base import MODALITIES, SPLITS, Modality
 from lepton.data import text, image, audio  # noqa: F401,E402  (each registers its modality)
 from lepton.data.dataset import Dataset, Example, load_item
-from lepton.data.ingest import IngestResult, delete_dataset, ingest, list_datasets, load_dataset, stratified_split
+from lepton.data.ingest import (
+    IngestResult,
+    check_path,
+    delete_dataset,
+    ingest,
+    list_datasets,
+    load_dataset,
+    stratified_split,
+)
 from lepton.data.audio import resample
 
 __all__ = [
@@ -21,6 +29,7 @@ __all__ = [
     "Dataset",
     "Example",
     "IngestResult",
+    "check_path",
     "ingest",
     "load_dataset",
     "list_datasets",

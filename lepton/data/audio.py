@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from lepton.data.base import MODALITIES, Entry, Reason
+from lepton.data.base import MODALITIES, Entry, Reason, check_input_file
 from lepton.data.folder import FolderModality
 from lepton.errors import DataError
 
@@ -111,7 +111,6 @@ class AudioModality(FolderModality):
             return _read(io.BytesIO(bytes(x)), "uploaded audio")
         if isinstance(x, (str, Path)):
             p = Path(x)
-            if not p.is_file():
-                raise DataError(f"audio file `{p.name}` does not exist")
+            check_input_file(p, "audio")
             return _read(str(p), p.name)
         raise DataError(f"cannot load audio from {type(x).__name__}: give a path, file bytes or a (waveform, sample_rate) tuple")

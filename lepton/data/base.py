@@ -8,11 +8,14 @@ recognises, picks one, and calls its methods.
 from __future__ import annotations
 
 import hashlib
+import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from lepton import filetypes
+from lepton.errors import DataError
 from lepton.registry import Registry
 
 # Split folder / file names users already use, mapped to the three splits Lepton stores.
@@ -30,6 +33,56 @@ SPLITS = ("train", "val", "test")
 
 # Shown when a list of offending files is long; the manifest keeps the full list.
 LIST_LIMIT = 6
+
+# Size limits in MB, read from the environment on every call so a deployment (or a test) can change
+# them: a table is read line by line but its rows stay in memory, and an image or audio file is
+# decoded whole, so both need a ceiling well below the machine's memory.
+TABLE_LIMIT = ("LEPTON_MAX_TABLE_MB", 1024)
+FILE_LIMIT = ("LEPTON_MAX_FILE_MB", 512)
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def limit_bytes(limit: tuple[str, int]) -> int:
+    var, default = limit
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return default * 1024**2
+    try:
+        mb = float(raw)
+    except ValueError:
+        mb = -1.0
+    if not mb > 0:
+        raise DataError(f"the environment variable {var}={raw!r} is not a positive number of megabytes: "
+                        f"set it to e.g. {default}, or unset it for the default ({default} MB)")
+    return int(mb * 1024**2)
+
+
+def over_limit(name: str, size: int, limit: tuple[str, int], what: str) -> str | None:
+    """"`big.csv` is 10.0 GB, over the 1.0 GB limit for a table (…)", or None when `size` fits."""
+    cap = limit_bytes(limit)
+    if size <= cap:
+        return None
+    return (f"`{name}` is {human_bytes(size)}, over the {human_bytes(cap)} limit for {what}: use a smaller file "
+            f"(or split it), or raise the limit with the environment variable {limit[0]} (in MB)")
+
+
+def check_input_file(path: Path, what: str) -> None:
+    """A file given to predict (the CLI, the Playground): there, regular, and within the one-file limit."""
+    special = filetypes.special(path)
+    if special:
+        raise DataError(f"{what} `{path.name}` is {special}, not a regular file: give a regular file")
+    if not path.is_file():
+        raise DataError(f"{what} `{path.name}` does not exist")
+    problem = over_limit(path.name, path.stat().st_size, FILE_LIMIT, f"one {what} file")
+    if problem:
+        raise DataError(problem)
 
 
 def clean_label(label: str) -> str:

@@ -5,7 +5,9 @@ Optional split folders on top: `train/<label>/<file>`, `validation/` (or `val/`)
 
 from __future__ import annotations
 
-from lepton.data.base import Bad, Collected, Entry, Modality, Options, Raw, Reason, Tree, clean_label, digest, split_alias
+from lepton import filetypes
+from lepton.data.base import (FILE_LIMIT, Bad, Collected, Entry, Modality, Options, Raw, Reason, Tree, clean_label,
+                               digest, human_bytes, limit_bytes, split_alias)
 
 EMPTY = Reason("is empty", "are empty", "0 bytes; re-export them or remove them")
 LOOSE = Reason(
@@ -28,6 +30,12 @@ DEEP_SPLIT = Reason(
     "are nested deeper than `<split>/<label>/<file>`",
     "the folder right above each file is its label: move the files up into their class folder",
 )
+
+
+def too_large() -> Reason:
+    cap = human_bytes(limit_bytes(FILE_LIMIT))
+    return Reason(f"is over the {cap} limit for one file", f"are over the {cap} limit for one file",
+                  f"shrink them, or raise the limit with the environment variable {FILE_LIMIT[0]} (in MB)")
 
 
 class FolderModality(Modality):
@@ -55,6 +63,14 @@ class FolderModality(Modality):
             f"could not be decoded as {cls.nouns}",
             "they are corrupt or truncated; re-export them or remove them",
         )
+
+    @classmethod
+    def really(cls, entry: Entry) -> Reason:
+        """Why a file that did not decode failed: another format under this extension, else corrupt."""
+        kind = filetypes.mislabelled(entry.path, entry.ext)
+        if kind is None or kind.modality == cls.name:  # a PNG named .jpg decodes fine; failing, it is damaged
+            return cls.corrupt()
+        return Reason(f"is really {kind.one}", f"are really {kind.many}", filetypes.ADVICE[kind.family])
 
     @classmethod
     def collect(cls, tree: Tree, opts: Options) -> Collected:
@@ -104,13 +120,16 @@ class FolderModality(Modality):
             if e.size == 0:
                 out.bad.append(Bad(e.rel, EMPTY))
                 continue
+            if e.size > limit_bytes(FILE_LIMIT):  # read_bytes below holds the whole file in memory
+                out.bad.append(Bad(e.rel, too_large()))
+                continue
             data = e.path.read_bytes()
             if not data:
                 out.bad.append(Bad(e.rel, EMPTY))
                 continue
             why = cls.check(data, e)
             if why is not None:
-                out.bad.append(Bad(e.rel, why))
+                out.bad.append(Bad(e.rel, cls.really(e) if why == cls.corrupt() else why))
                 continue
             out.examples.append(
                 Raw(

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageOps
 
-from lepton.data.base import MODALITIES, Entry, Reason
+from lepton.data.base import MODALITIES, Entry, Reason, check_input_file
 from lepton.data.folder import FolderModality
 from lepton.errors import DataError
 
@@ -101,8 +101,7 @@ class ImageModality(FolderModality):
             return _open(io.BytesIO(bytes(x)), "uploaded image")
         if isinstance(x, (str, Path)):
             p = Path(x)
-            if not p.is_file():
-                raise DataError(f"image `{p.name}` does not exist")
+            check_input_file(p, "image")
             return _open(p, p.name)
         if isinstance(x, np.ndarray) or hasattr(x, "__array__"):
             return _from_array(np.asarray(x))

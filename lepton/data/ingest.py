@@ -25,7 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from lepton import paths
+from lepton import filetypes, paths
 from lepton.data import zipsafe
 from lepton.data.base import (
     MODALITIES,
@@ -97,15 +97,9 @@ def _ingest(
     checks are then relaxed, since a test set may hold few examples of a class.
     `progress(fraction, message)` is called while files are checked.
     """
-    src = Path(os.fspath(source)).expanduser()
-    if src.exists():
-        src = src.resolve()  # "." and "data/" get their real folder name
-    # Messages name the upload by its basename only: never a machine path.
-    display = src.name or str(source)
     forced = _forced_split(split)
     _check_fractions(val_fraction, test_fraction)
-    if not src.exists():
-        raise DataError(f"`{display}` does not exist: check the path")
+    src, display = check_path(source)
 
     staging = Path(tempfile.mkdtemp(prefix="ingest-", dir=paths.tmp_dir()))
     try:
@@ -158,6 +152,24 @@ def _ingest(
         raise DataError(f"`{display}`: could not read or write data ({e.strerror or type(e).__name__}): check disk space and permissions") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_path(source: str | os.PathLike) -> tuple[Path, str]:
+    """(resolved path, display name) of an upload that exists and is a regular file or a folder.
+
+    Cheap (one stat), so a caller can run it before creating anything: train's preflight, for one."""
+    given = Path(os.fspath(source)).expanduser()
+    # Messages name the upload by its basename only, never a machine path: "." and "data/" get their
+    # real folder name, and a symbolic link keeps its own name (not its target's).
+    display = Path(os.path.abspath(given)).name or str(source)
+    src = given.resolve() if given.exists() else given
+    if not src.exists():
+        raise DataError(f"`{display}` does not exist: check the path")
+    what = filetypes.special(src)
+    if what:  # opening a FIFO blocks until someone writes to it, and a device never ends
+        raise DataError(f"`{display}` is {what}, not a regular file or folder: Lepton reads only regular files and "
+                        "folders; save the data to a file and give that")
+    return src, display
 
 
 def load_dataset(id_or_path: str | os.PathLike | Dataset, **ingest_kwargs: Any) -> Dataset:
@@ -246,6 +258,7 @@ def _entry(rel: str, path: Path) -> Entry:
 
 def _open(src: Path, display: str, dest: Path) -> Tree:
     unreadable: list[str] = []
+    specials: list[str] = []
     if src.is_dir():
         entries = []
         for dirpath, dirnames, filenames in os.walk(src):
@@ -253,7 +266,13 @@ def _open(src: Path, display: str, dest: Path) -> Tree:
             base = Path(dirpath)
             for f in filenames:
                 p = base / f
-                if zipsafe.is_junk((f,)) or DOC_FILE.match(f) or not p.is_file():
+                if zipsafe.is_junk((f,)) or DOC_FILE.match(f):
+                    continue
+                what = filetypes.special(p)
+                if what:
+                    specials.append(f"{p.relative_to(src).as_posix()}: {what}")
+                    continue
+                if not p.is_file():  # a broken symbolic link: nothing to read
                     continue
                 rel = p.relative_to(src).as_posix()
                 try:
@@ -264,6 +283,11 @@ def _open(src: Path, display: str, dest: Path) -> Tree:
                 entries.append(_entry(rel, p))
                 if len(entries) > zipsafe.MAX_FILES:
                     raise DataError(f"`{display}` holds more than {zipsafe.MAX_FILES:,} files: use a smaller folder")
+        if specials:
+            raise DataError(
+                f"`{display}` holds {plural(len(specials), 'special file')} ({quote_list(specials)}): Lepton reads only "
+                "regular files and folders; remove them from the folder"
+            )
         tree = Tree(display, sorted(entries, key=lambda e: e.rel))
     elif src.suffix.lower() in ARCHIVES:
         rels = zipsafe.safe_extract(src, dest, display)
@@ -296,6 +320,9 @@ def _pick_modality(tree: Tree, modality: str) -> type[Modality]:
         accepted = "; ".join(f"{n}: {m.describe_extensions()}" for n, m in MODALITIES.items())
         if tree.single_file:
             ext = tree.entries[0].ext
+            kind = filetypes.mislabelled(tree.entries[0].path, ext)
+            if kind is not None:
+                raise DataError(f"{filetypes.really(tree.display, kind)} (accepted: {accepted})")
             hint = SINGLE_FILE_HINTS.get(ext, "upload a .csv, .tsv or .jsonl table, or a folder or .zip of `<label>/<file>`")
             raise DataError(f"`{tree.display}` is not a supported file ({ext or 'no extension'}): {hint} (accepted: {accepted})")
         exts = Counter(e.ext or "(none)" for e in tree.entries).most_common(8)

@@ -18,7 +18,8 @@ import zipfile
 import zlib
 from pathlib import Path, PurePosixPath
 
-from lepton.data.base import quote_list
+from lepton import filetypes
+from lepton.data.base import human_bytes, quote_list
 from lepton.errors import DataError
 
 MAX_TOTAL_BYTES = 2 * 1024**3  # uncompressed
@@ -31,14 +32,6 @@ JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "__macosx", "ehthumbs.db"
 def is_junk(parts: tuple[str, ...] | list[str]) -> bool:
     """OS litter and hidden files/folders, at any depth."""
     return any(p.startswith(".") or p.lower() in JUNK_NAMES or p.startswith("~$") for p in parts)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if n < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _unsafe(name: str) -> bool:
@@ -54,6 +47,9 @@ def _is_symlink(info: zipfile.ZipInfo) -> bool:
 
 def open_zip(path: Path, display: str) -> zipfile.ZipFile:
     if not zipfile.is_zipfile(path):
+        kind = filetypes.mislabelled(path, ".zip")
+        if kind is not None:
+            raise DataError(filetypes.really(display, kind))
         raise DataError(
             f"`{display}` is not a valid zip archive (it may be damaged, or another format such as .rar, .7z "
             "or .tar.gz): create a .zip of the dataset folder and upload that"
