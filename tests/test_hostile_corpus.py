@@ -799,3 +799,26 @@ def test_duplicate_custom_column_needs_the_option_to_matter(tmp_path, monkeypatc
     p.write_bytes(b"body,label,body\n" + b"".join(f"t{i},{'xy'[i % 2]},u{i}\n".encode() for i in range(20)))
     with pytest.raises(DataError, match="`dup.csv` has 2 columns named `body` \\(columns 1, 3\\)"):
         ingest(p, text_column="body")
+
+
+@pytest.mark.parametrize("make", ["fifo", "fifo-in-folder", "sparse-10gb"])
+def test_lepton_train_on_a_hostile_path_ends_cleanly(make, tmp_path, monkeypatch, capsys):
+    """`lepton train --data X` end to end: exit 2 with one line, at once; no staging folder, no dataset,
+    and no run left at `running` (a run created before the data is read must end `failed`, with the reason)."""
+    from lepton.cli import main
+    from lepton.jobs.store import get_store
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("LEPTON_HOME", str(home))
+    data = {"fifo": lambda: fifo(tmp_path / "pipe.csv"),
+            "fifo-in-folder": lambda: folder_with("imgs", good_images, {"cat/pipe.png": fifo})(tmp_path),
+            "sparse-10gb": lambda: sparse("huge.csv")(tmp_path)}[make]()
+    with deadline(120, make):
+        code = main(["train", "--data", str(data), "--backbone", "tiny-text" if make != "fifo-in-folder" else "tiny-image"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("lepton train:")]
+    assert code == 2 and len(lines) == 1 and "Traceback" not in err, err
+    assert f"`{data.name}`" in lines[0]
+    runs = get_store().list_runs()
+    assert all(r["status"] == "failed" and r.get("error") and data.name in r["error"] for r in runs), runs
+    assert [p for p in leftovers(home) if not p.startswith("runs/")] == []
