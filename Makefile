@@ -4,9 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 # The stamp's name changes when a requirements file changes, which re-runs the install.
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
+BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt | cksum | cut -d' ' -f1)
 PORT   ?= 8501
 
-.PHONY: setup run test test-fast e2e bench clean-venv
+.PHONY: setup run test test-fast e2e bench suite quality clean-venv
 
 setup: $(STAMP)
 
@@ -35,8 +36,23 @@ e2e: setup
 	@scripts/ensure_chromium.sh
 	$(PY) -m pytest -q tests/e2e
 
-bench: setup
+$(BENCH_STAMP): requirements-bench.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-bench.txt
+	@rm -f $(VENV)/.bench-*
+	@touch $@
+
+# The quality suite: six labelled datasets built offline (espeak-ng, fonts, scikit-image), not in git.
+suite: setup $(BENCH_STAMP)
+	@scripts/ensure_bench_deps.sh
+	$(PY) benchmarks/suite/build.py
+
+# Lepton's default (auto, 3-minute budget) against the classical baselines on the suite, 3 seeds (about an hour).
+quality: suite
+	$(PY) benchmarks/quality.py --recipe auto --minutes 3
+
+bench: suite
 	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/quality.py --recipe auto --minutes 3
 
 clean-venv:
 	rm -rf $(VENV)

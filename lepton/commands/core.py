@@ -42,6 +42,18 @@ class StderrProgress:
         self.stream.flush()
 
 
+def own_data(config, owner: str) -> None:
+    """Files given by path are stored (deduplicated) and owned by whoever trains on them, like an upload."""
+    from lepton.data import ingest
+    from lepton.jobs.store import get_store
+
+    for ref, split in ((config.data, None), (config.test_data, "test")):
+        if ref and Path(ref).expanduser().exists():
+            ds = ingest(ref, modality=config.modality, text_column=config.text_column,
+                        label_column=config.label_column, seed=config.seed, split=split).dataset
+            get_store().add_dataset_owner(ds.id, owner, ds.name)
+
+
 def train_foreground(config, emit_extra=None, owner: str | None = None) -> dict[str, Any]:
     """Run in this process through the same store path a worker uses, so the dashboard sees it live.
 
@@ -53,6 +65,8 @@ def train_foreground(config, emit_extra=None, owner: str | None = None) -> dict[
 
     preflight(config)
     store = get_store()
+    if owner:
+        own_data(config, owner)
     run_id = store.create_run(config, status=Status.running, owner=owner)
     emitter = store.emitter(run_id)
     emit = tee(emitter, emit_extra) if emit_extra else emitter

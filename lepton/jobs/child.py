@@ -84,10 +84,55 @@ def _output_to(path: Path) -> None:
     os.close(fd)
 
 
+def run_study(study_id: str) -> int:
+    """`--study ID`: run (or resume) a study, its trials in this process, one after another."""
+    store = get_store()
+    row = store.get_study(study_id)
+    if row is None or row["status"] != Status.running.value:
+        print(f"study {study_id} is {row['status'] if row else 'missing'}, not running; nothing to do", file=sys.stderr)
+        return 3
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="orphan-watch").start()
+    from lepton.config import StudyConfig
+    from lepton.strategy.study import run_study as drive
+
+    def emit(kind: str, **d) -> None:
+        if kind == "log":
+            print(f"{d.get('level', 'info')}: {d['message']}", flush=True)
+
+    worker = {"worker_id": row["worker_id"], "pid": os.getppid()}
+    try:
+        drive(StudyConfig.from_dict(row["config"], source=f"study {study_id}"), emit, study_id=study_id, store=store,
+              owner=row.get("owner"), worker=worker)
+    except (Terminated, KeyboardInterrupt):
+        cancelled = (store.get_study(study_id) or {}).get("status") == Status.cancelled.value
+        for t in store.study_trials(study_id):
+            if t["status"] == Status.running.value:
+                store.set_status(t["id"], Status.cancelled if cancelled else Status.interrupted, only_from=Status.running,
+                                 message="cancelled with its study" if cancelled else
+                                 "interrupted: its study stopped; the study resumes it from the last checkpoint")
+        store.set_study_status(study_id, Status.interrupted, only_from=[Status.running],
+                               message="interrupted: its worker stopped; a worker resumes it with the trials it has")
+        print("lepton child: study stopped by SIGTERM", flush=True)
+        return 143
+    except LeptonError as e:
+        store.set_study_status(study_id, Status.failed, only_from=[Status.running], error=str(e), message="failed")
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as e:
+        print(traceback.format_exc(), file=sys.stderr, flush=True)
+        store.set_study_status(study_id, Status.failed, only_from=[Status.running], message="failed",
+                               error=f"{type(e).__name__}: {e} (internal error; the traceback is in the worker's study log)")
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--study":
+        return run_study(argv[1])
     spare = argv == ["--spare"]
     if len(argv) != 1:
-        print("usage: python -m lepton.jobs.child RUN_ID | --spare", file=sys.stderr)
+        print("usage: python -m lepton.jobs.child RUN_ID | --spare | --study STUDY_ID", file=sys.stderr)
         return 2
     run_id = wait_for_run() if spare else argv[0]
     if run_id is None:

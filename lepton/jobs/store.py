@@ -418,12 +418,9 @@ class Store:
                   viewer: auth.User | None = None) -> list[dict]:
         """Runs newest first, optionally only those with the given status(es), and only those the viewer may see."""
         vis, args = auth.visible_sql(viewer)
-        sql = f"SELECT * FROM runs WHERE {vis}"
-        if status is not None:
-            wanted = [Status(status).value] if isinstance(status, (str, Status)) else [Status(s).value for s in status]
-            sql += f" AND status IN ({','.join('?' * len(wanted))})"
-            args += wanted
-        sql += " ORDER BY created DESC, id DESC"
+        where, more = _status_in(status)
+        sql = f"SELECT * FROM runs WHERE {vis}{where} ORDER BY created DESC, id DESC"
+        args += more
         if limit:
             sql += " LIMIT ?"
             args.append(int(limit))
@@ -675,12 +672,127 @@ class Store:
                     (now, now, f"interrupted: {why}; `lepton resume {r['id']}` continues from the last checkpoint", r["id"]),
                 )
                 dead.append((r["id"], r["host"], r["child_pid"]))
+            # Studies die with their worker (or foreground process) too; a worker requeues them when it starts.
+            for r in c.execute("SELECT id, worker_id, pid FROM studies WHERE status='running'").fetchall():
+                # Studies run on this host (the worker's child or a foreground `lepton tune`): its pid must live too.
+                alive = pid_alive(r["pid"]) and (not r["worker_id"]
+                                                 or self._worker_alive(beats.get(r["worker_id"]), max_age_s, now))
+                if not alive:
+                    c.execute("UPDATE studies SET status='interrupted', finished=?, updated=?, message=? WHERE id=?",
+                              (now, now, "interrupted: the process running it stopped; a worker resumes it with the "
+                               "trials it has", r["id"]))
             # Forget workers that have been silent for a day.
             c.execute("DELETE FROM heartbeats WHERE beat_time < ?", (now - 86400,))
         for run_id, host, child_pid in dead:
             if host == HOST and child_pid:
                 _kill_orphan(child_pid, run_id)
         return [d[0] for d in dead]
+
+    # ---------------------------------------------------------------- studies (lepton/strategy/study.py)
+    def create_study(self, config: Any, status: str | Status = "queued", owner: str | None = None) -> str:
+        """A study row from a StudyConfig; its trials are runs with study_id set. A `running` study belongs to this process."""
+        status = Status(status)
+        study_id = "s" + self.new_run_id()
+        now = _now()
+        running = status is Status.running
+        with self._write() as c:
+            c.execute("INSERT INTO studies (id, name, strategy, status, config, created, started, pid, message, owner,"
+                      " updated) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                      (study_id, config.name, config.strategy, status.value, json.dumps(config.to_dict()), now,
+                       now if running else None, os.getpid() if running else None,
+                       "waiting for a worker" if status is Status.queued else None, owner, now))
+        return study_id
+
+    @staticmethod
+    def _study_dict(r: sqlite3.Row) -> dict:
+        d = dict(r)
+        d["config"] = json.loads(d["config"]) if d["config"] else {}
+        d["result"] = json.loads(d["result"]) if d["result"] else None
+        return d
+
+    def get_study(self, study_id: str, viewer: auth.User | None = None) -> dict | None:
+        rows = self._read("SELECT * FROM studies WHERE id=?", (study_id,))
+        if not rows or not auth.can_see(viewer, rows[0]["owner"], rows[0]["shared"]):
+            return None
+        return self._study_dict(rows[0])
+
+    def find_study(self, ref: str, viewer: auth.User | None = None) -> dict:
+        """A study by id, unique id prefix or unique name (only the viewer's visible ones)."""
+        ref = str(ref).strip()
+        found = self.get_study(ref, viewer) if ref else None
+        if found:
+            return found
+        vis, args = auth.visible_sql(viewer)
+        for col, arg in (("id LIKE ? ESCAPE '\\'", _like_prefix(ref)), ("name = ?", ref)):
+            rows = self._read(f"SELECT * FROM studies WHERE {col} AND {vis} ORDER BY created DESC LIMIT 6", (arg, *args))
+            if len(rows) == 1:
+                return self._study_dict(rows[0])
+            if len(rows) > 1:
+                raise RunError(f"'{ref}' matches several studies ({', '.join(r['id'] for r in rows[:5])}); give more of the id")
+        raise RunError(f"no study '{ref}'; `lepton studies` lists them")
+
+    def list_studies(self, viewer: auth.User | None = None, status: str | Status | Iterable | None = None) -> list[dict]:
+        vis, args = auth.visible_sql(viewer)
+        where, more = _status_in(status)
+        return [self._study_dict(r) for r in self._read(f"SELECT * FROM studies WHERE {vis}{where}"
+                                                        " ORDER BY created DESC, id DESC", args + more)]
+
+    def update_study(self, study_id: str, **fields: Any) -> None:
+        bad = set(fields) - _STUDY_COLUMNS
+        if bad:
+            raise ValueError(f"unknown study column(s): {', '.join(sorted(bad))}")
+        if "result" in fields and not isinstance(fields["result"], (str, type(None))):
+            fields["result"] = json.dumps(fields["result"], default=str)
+        fields["updated"] = _now()
+        with self._write() as c:
+            c.execute(f"UPDATE studies SET {', '.join(f'{k}=?' for k in fields)} WHERE id=?", (*fields.values(), study_id))
+
+    def set_study_status(self, study_id: str, status: str | Status, only_from: Iterable[str | Status] | None = None,
+                         **fields: Any) -> bool:
+        """Change a study's status (and columns); with only_from, only from those statuses. Returns whether it changed."""
+        status = Status(status)
+        sets = {"status": status.value, "updated": _now(), **fields}
+        if status is Status.running:
+            sets.setdefault("started", _now())
+        if status in (Status.finished, Status.failed, Status.cancelled, Status.interrupted):
+            sets["finished"] = _now()
+        if "result" in sets and not isinstance(sets["result"], (str, type(None))):
+            sets["result"] = json.dumps(sets["result"], default=str)
+        sql = f"UPDATE studies SET {', '.join(f'{k}=?' for k in sets)} WHERE id=?"
+        args: list[Any] = [*sets.values(), study_id]
+        if only_from is not None:
+            allowed = [Status(s).value for s in only_from]
+            sql += f" AND status IN ({','.join('?' * len(allowed))})"
+            args += allowed
+        with self._write() as c:
+            return c.execute(sql, args).rowcount > 0
+
+    def study_trials(self, study_id: str) -> list[dict]:
+        """The study's runs, in trial order."""
+        return [self._run_dict(r) for r in self._read("SELECT * FROM runs WHERE study_id=? ORDER BY trial, created",
+                                                      (study_id,))]
+
+    def claim_next_study(self, worker_id: str, pid: int) -> dict | None:
+        """Atomically move the oldest queued study to running for this worker; None if there is none."""
+        if not self._read("SELECT 1 FROM studies WHERE status='queued' LIMIT 1"):
+            return None
+        now = _now()
+        with self._write() as c:
+            row = c.execute("SELECT id FROM studies WHERE status='queued' ORDER BY created, id LIMIT 1").fetchone()
+            if row is None:
+                return None
+            c.execute("UPDATE studies SET status='running', started=COALESCE(started, ?), finished=NULL, worker_id=?,"
+                      " pid=?, error=NULL, message=?, updated=? WHERE id=? AND status='queued'",
+                      (now, worker_id, pid, f"started by worker {worker_id}", now, row["id"]))
+        return self.get_study(row["id"])
+
+    def requeue_study(self, study_id: str, only_from: Iterable[str | Status]) -> bool:
+        allowed = [Status(s).value for s in only_from]
+        with self._write() as c:
+            return c.execute(
+                "UPDATE studies SET status='queued', error=NULL, finished=NULL, worker_id=NULL, pid=NULL,"
+                f" message='queued to resume: waiting for a worker', updated=? WHERE id=? AND status IN ({','.join('?' * len(allowed))})",
+                (_now(), study_id, *allowed)).rowcount > 0
 
     # ---------------------------------------------------------------- events
     def emitter(self, run_id: str) -> "StoreEmitter":
@@ -692,6 +804,18 @@ _RUN_COLUMNS = {
     "log_tail", "worker_id", "pid", "host", "child_pid", "attempt", "cancel_requested", "checkpoint", "checkpoint_step",
     "owner", "shared", "study_id", "trial",
 }
+
+
+_STUDY_COLUMNS = {"name", "status", "started", "finished", "worker_id", "pid", "message", "error", "result", "owner",
+                  "shared"}
+
+
+def _status_in(status: str | Status | Iterable | None) -> tuple[str, list]:
+    """(" AND status IN (?,…)", values) for one status or several; ("", []) for any."""
+    if status is None:
+        return "", []
+    wanted = [Status(status).value] if isinstance(status, (str, Status)) else [Status(s).value for s in status]
+    return f" AND status IN ({','.join('?' * len(wanted))})", wanted
 
 
 def _like_prefix(s: str) -> str:

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import IO
 
 from lepton import paths
+from lepton.openmp import polite_openmp
 from lepton.jobs.status import Status
-from lepton.jobs.store import HOST, Store, get_store
+from lepton.jobs.store import HOST, Store, get_store, pid_alive
 
 HEARTBEAT_S = 2.0
 DEAD_AFTER_S = 15.0  # a heartbeat older than this means the worker is gone
@@ -53,6 +54,7 @@ class Child:
     started: float = field(default_factory=time.monotonic)
     term_sent: float | None = None  # monotonic time of SIGTERM
     reason: str | None = None  # "cancel" or "shutdown" once we started stopping it
+    study: bool = False  # the child runs a study (run_id is then the study's id)
 
 
 def new_worker_id() -> str:
@@ -82,11 +84,7 @@ def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["LEPTON_HOME"] = str(paths.home())
     env["PYTHONUNBUFFERED"] = "1"
-    # OpenMP threads that wait spin for ~300k turns by default, burning the cores that another job, the
-    # dashboard or a test needs. 1000 turns kept MiniLM training within 7 % when alone, and two jobs at once
-    # on 2 cores 2.3x (MiniLM) to 5x (tiny-text) faster than the default. A user's own setting wins.
-    if "OMP_WAIT_POLICY" not in env:
-        env.setdefault("GOMP_SPINCOUNT", "1000")
+    polite_openmp(env)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root)])
     return env
@@ -183,11 +181,17 @@ class Worker:
         self.store.heartbeat(self.id, self.pid, list(self.children) or None)
         for run_id in self.store.reap_dead(DEAD_AFTER_S):
             log.warning("run %s: its process is gone; marked interrupted", run_id)
+        self._resume_studies()
 
     # ------------------------------------------------------------ children
     def _claim(self) -> int:
         n = 0
         while self._stop is None and len(self.children) < self.concurrency:
+            study = self.store.claim_next_study(self.id, self.pid)
+            if study is not None:  # a study is one child that trains its trials one after another
+                n += 1
+                self._start_study(study)
+                continue
             run = self.store.claim_next(self.id, self.pid)
             if run is None:
                 break
@@ -218,6 +222,26 @@ class Worker:
         self.children[run["id"]] = Child(run["id"], proc, log_path, log_file)
         log.info("run %s: started (attempt %d, pid %d, %s)", run["id"], run["attempt"], proc.pid, how)
 
+    def _start_study(self, study: dict) -> None:
+        log_path = paths.logs_dir() / f"study-{study['id']}.log"
+        log_file = open(log_path, "ab")
+        try:
+            proc = self._spawn(["--study", study["id"]], log_file)
+        except Exception as e:  # could not start the process: the study fails, the worker lives on
+            log.exception("study %s: could not start its process", study["id"])
+            self.store.set_study_status(study["id"], Status.failed, only_from=[Status.running],
+                                        error=f"could not start the study's process: {e}")
+            log_file.close()
+            return
+        self.children[study["id"]] = Child(study["id"], proc, log_path, log_file, study=True)
+        log.info("study %s: started (pid %d)", study["id"], proc.pid)
+
+    def _resume_studies(self) -> None:
+        """Studies a dead process left interrupted go back to the queue: they resume with the trials they have."""
+        for st in self.store.list_studies(status=Status.interrupted):
+            if self.store.requeue_study(st["id"], [Status.interrupted]):
+                log.info("study %s: queued to resume", st["id"])
+
     @staticmethod
     def _spawn(args: list[str], out: IO[bytes], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "lepton.jobs.child", *args], stdin=stdin, stdout=out,
@@ -231,7 +255,7 @@ class Worker:
         if not self.use_spare or self.children or self._stop is not None:
             return
         if self.spare is not None:
-            if self.spare.poll() is None:
+            if _waiting(self.spare):
                 return
             log.warning("the spare job process exited (code %s) while waiting; see %s", self.spare.returncode,
                         paths.logs_dir() / "spare.log")
@@ -248,7 +272,7 @@ class Worker:
         if spare is None:
             return None
         try:
-            if spare.poll() is None:
+            if _waiting(spare):
                 spare.stdin.write(f"{run_id}\n".encode())
                 spare.stdin.close()
                 return spare
@@ -280,6 +304,12 @@ class Worker:
                 self._finished(child, code)
                 del self.children[run_id]
                 continue
+            if child.study:
+                if child.reason is None and (self.store.get_study(run_id) or {}).get("status") == Status.cancelled.value:
+                    log.info("study %s: cancelled; stopping pid %d", run_id, child.proc.pid)
+                    child.reason, child.term_sent = "cancel", time.monotonic()
+                    self._signal(child, signal.SIGTERM)
+                continue
             if child.reason is None and self.store.cancel_requested(run_id):
                 log.info("run %s: cancel requested; stopping pid %d", run_id, child.proc.pid)
                 child.reason, child.term_sent = "cancel", time.monotonic()
@@ -294,6 +324,13 @@ class Worker:
         child.log_file.close()
         st = self.store
         run_id = child.run_id
+        if child.study:
+            if st.set_study_status(run_id, Status.failed, only_from=[Status.running],
+                                   error=f"{describe_exit(code)}; see {child.log_path}"):
+                log.warning("study %s: %s", run_id, describe_exit(code))
+            else:
+                log.info("study %s: %s (exit code %d)", run_id, (st.get_study(run_id) or {}).get("status"), code)
+            return
         if child.reason == "cancel" or st.cancel_requested(run_id):
             if st.set_status(run_id, Status.cancelled, message="cancelled", only_from=Status.running):
                 log.info("run %s: cancelled", run_id)
@@ -353,6 +390,15 @@ def _release_pidfile(pid: int) -> None:
             p.unlink()
     except (OSError, ValueError):
         pass
+
+
+def _waiting(spare: subprocess.Popen) -> bool:
+    """The spare is alive and can take a run.
+
+    poll() alone is not enough: a killed multi-threaded process shows its main thread as a zombie while its other
+    threads still exit, and until then waitpid says it is running and a write to its stdin still succeeds.
+    """
+    return spare.poll() is None and pid_alive(spare.pid)
 
 
 def main(concurrency: int = 1, poll: float = POLL_S, once: bool = False, spare: bool = True) -> int:

@@ -31,8 +31,10 @@ def cache_key(backbone_id: dict[str, Any], content_hash: str, split: str, prepro
 
 def frozen_key(spec: Any, content_hash: str, split: str, config: Any, device: torch.device, bf16: bool) -> str:
     """The key of one split's features under a frozen backbone: the linear-probe path and the baseline share it."""
-    return cache_key({"name": spec.name, **spec.extra.get("identity", {})}, content_hash, split,
-                     {"max_length": config.max_length, "bf16": bf16, "device": device.type})
+    pre = {"max_length": config.max_length, "bf16": bf16, "device": device.type}
+    if getattr(config, "image_size", None):  # absent from keys written before resolutions existed: those stay valid
+        pre["image_size"] = config.image_size
+    return cache_key({"name": spec.name, **spec.extra.get("identity", {})}, content_hash, split, pre)
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ PAGES = [
     (common.PAGE_DATA, "Data", ":material/database:"),
     (common.PAGE_TRAIN, "Train", ":material/model_training:"),
     (common.PAGE_RUNS, "Runs", ":material/monitoring:"),
+    ("pages/tune.py", "Tune", ":material/tune:"),
     ("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/transfer.py", "Transfer", ":material/swap_horiz:"),
     (common.PAGE_PLAYGROUND, "Playground", ":material/science:"),

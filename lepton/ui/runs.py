@@ -174,6 +174,7 @@ def run_view(run_id: str) -> None:
         return
     header(run)
     actions(run)
+    plan_section(run)
     live(run["id"], run["status"] in ACTIVE)
     outcome(run)
     details(run)
@@ -219,6 +220,15 @@ def actions(run: dict) -> None:
         with bar:
             access.share_toggle("runs", run["id"], bool(run.get("shared")), key=f"share_run_{run['id']}",
                                 name=run.get("name") or run["id"])
+
+
+def plan_section(run: dict) -> None:
+    """What auto (or the policy) chose for this run and why, one line each, from the run's plan.json."""
+    plan = load_json(Path(run.get("run_dir") or "") / "plan.json")
+    if not plan or not plan.get("reasons"):
+        return
+    with st.expander("How this run was planned", icon=":material/auto_awesome:", expanded=run["status"] in ACTIVE):
+        st.markdown("\n".join(f"- {line}" for line in plan["reasons"]))
 
 
 def live(run_id: str, active: bool) -> None:
@@ -323,12 +333,15 @@ def planned_epochs(run: dict) -> int | None:
 
 
 # ---------------------------------------------------------------- the end of a run
-def load_report(run: dict) -> dict | None:
-    path = Path(run.get("run_dir") or "") / "report.json"
+def load_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+
+
+def load_report(run: dict) -> dict | None:
+    return load_json(Path(run.get("run_dir") or "") / "report.json")
 
 
 def outcome(run: dict) -> None:
@@ -365,6 +378,19 @@ def final_report(run: dict, report: dict) -> None:
                 help=f"at epoch {summary.get('best_epoch')}" if summary.get("best_epoch") is not None else None)
     c[3].metric("Training time", common.fmt_duration(summary.get("train_seconds")),
                 help=f"{summary.get('trainable_params', 0):,} trainable parameters" if summary.get("trainable_params") else None)
+    kept = report.get("kept") or {}
+    if kept.get("model") == "probe":
+        tuned = kept.get("finetuned_test_macro_f1")
+        st.info(f"**Shipped: the untuned backbone's logistic probe.** {kept.get('why', '').capitalize()}."
+                + (f" The fine-tuned model, not shipped, scored {tuned:.3f} macro-F1 on {split}." if tuned is not None else ""),
+                icon=":material/verified:")
+    elif kept.get("model"):
+        st.success(f"**Shipped: the fine-tuned model.** {kept.get('why', '').capitalize()}.", icon=":material/verified:")
+    comp = kept.get("companion")
+    if comp:
+        st.caption(f":material/join: Blended with a TF-IDF logistic regression ({comp['kind']} companion) at weight "
+                   f"{comp['weight']:g}: the blend scored {comp['val_macro_f1']:.3f} on validation, higher than the "
+                   "model alone. Predictions use the blend.")
     classes = list(report.get("classes") or [])
     left, right = st.columns([1, 1])
     with left:

@@ -103,7 +103,6 @@ def field_widget(f: dataclasses.Field, hint: Any, placeholder: Any = None, key_p
 
 def from_run_widget(f: dataclasses.Field, modality: str) -> str | None:
     """Warm start ("Continue from run…"): a finished run of the same modality and backbone, or none."""
-    import json
     from pathlib import Path
 
     chosen = st.session_state.get(f"train_backbone_{modality}")
@@ -112,9 +111,12 @@ def from_run_widget(f: dataclasses.Field, modality: str) -> str | None:
     datasets = common.datasets_by_id()
 
     def meta(r: dict) -> dict:
+        from lepton.errors import LeptonError
+        from lepton.predict import read_meta
+
         try:  # what the run really used (its config may say "default", or name a file as data)
-            return json.loads((Path(r.get("run_dir") or "") / "model" / "meta.json").read_text())
-        except (OSError, ValueError):
+            return read_meta(Path(r.get("run_dir") or ""))
+        except LeptonError:  # unfinished, damaged or tampered with: such a run cannot be a source
             return {}
 
     runs = []
@@ -138,19 +140,29 @@ def from_run_widget(f: dataclasses.Field, modality: str) -> str | None:
                         help=(f.metadata.get("help") or "") + ". Lists finished runs with this modality and backbone.")
 
 
-# Fields whose values come from the store rather than a free-form widget.
-SPECIAL_WIDGETS = {"from_run": from_run_widget}
+def controller_widget(f: dataclasses.Field, modality: str) -> str | None:
+    """The registered controllers a user picks from (empty = auto's choice)."""
+    from lepton.strategy import CONTROLLERS
+
+    names = [n for n, c in CONTROLLERS.items() if c.user_facing]
+    return st.selectbox("Controller", [None, *names], key="cfg_" + f.name, help=f.metadata.get("help"),
+                        format_func=lambda n: "auto" if n is None else f"{n}: {CONTROLLERS.get(n).description}")
+
+
+# Fields whose values come from the store or a registry rather than a free-form widget.
+SPECIAL_WIDGETS = {"from_run": from_run_widget, "controller": controller_widget}
 
 
 def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str, Any]:
     """Widgets for every RunConfig field the page does not set itself, grouped as the metadata says."""
     hints = typing.get_type_hints(RunConfig)
-    placeholders = {"epochs": adapter_info.get("default_epochs"), "lr": adapter_info.get("default_lr")}
+    placeholders = {"epochs": adapter_info.get("default_epochs"), "lr": adapter_info.get("default_lr"),
+                    "max_minutes": adapter_info.get("default_minutes")}
     groups: dict[str, list[dataclasses.Field]] = {}
     for f in dataclasses.fields(RunConfig):
         if f.name in EXPLICIT:
             continue
-        if f.name.startswith("lora_") and adapter != "lora":
+        if f.name.startswith("lora_") and adapter != "lora" or f.name == "partial_blocks" and adapter != "partial":
             continue  # only meaningful for that adapter
         if f.name == "max_length" and modality != "text":
             continue
@@ -231,19 +243,53 @@ def pick_backbone(modality: str) -> tuple[str, dict | None]:
     return name, by_name[name]
 
 
+AUTO = "__auto__"
+AUTO_INFO = {"description": "", "frozen": False, "default_epochs": None, "default_lr": None}
+
+
 def pick_adapter(spec: dict | None) -> tuple[str, dict]:
+    """The adapter, or Auto (first, and the default): the strategy chooses it after measuring the data."""
     info = adapters()
-    names = [a for a in info if spec is None or a in spec["supports"]] or list(info)
-    recommended = (spec or {}).get("recommended_adapter") or "linear-probe"
+    names = [AUTO] + [a for a in info if spec is None or a in spec["supports"]] or list(info)
     key = f"train_adapter_{CUSTOM if spec is None or spec.get('custom') else spec['name']}"
     if st.session_state.get(key) not in names:
-        st.session_state[key] = recommended if recommended in names else names[0]
-    name = st.selectbox("Adapter", names, key=key, format_func=lambda a: a + ("  (recommended)" if a == recommended else ""),
-                        help="What trains: only a head on frozen features, all weights, or small LoRA matrices.")
+        st.session_state[key] = AUTO
+    name = st.selectbox("Adapter", names, key=key, format_func=lambda a: "Auto (recommended)" if a == AUTO else a,
+                        help="What trains: only a head on frozen features, all weights, small LoRA matrices, or the "
+                             "top blocks. Auto picks one for this data and time budget.")
+    if name == AUTO:
+        st.caption("Lepton first fits a logistic probe on the untuned backbone (it measures the backbone's speed "
+                   "and sets the bar), then chooses the adapter, learning rate and schedule for the time budget, and "
+                   "ships the fine-tuned model only if it beats the probe on validation.")
+        return "", AUTO_INFO
     a = info[name]
     note = " The backbone stays frozen: its features are computed once and cached." if a["frozen"] else ""
     st.caption(f"{a['description'].rstrip('.')}.{note}")
     return name, a
+
+
+def auto_preview(manifest: dict, cfg: RunConfig) -> None:
+    """What auto decides before any model runs (budget, resolution), one line each; the rest comes after the probe."""
+    from lepton.strategy import auto
+
+    if not auto.is_auto(cfg):
+        return
+    with common.guard("Could not preview auto's choices"):
+        reasons = auto_inputs(manifest["id"], cfg.max_minutes, cfg.image_size)
+        lines = reasons + ["adapter, learning rate and head start: after the probe has measured this backbone here; "
+                           "the run page lists each choice and why"]
+        st.markdown("**Auto will choose:**\n" + "\n".join(f"- {line}" for line in lines))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def auto_inputs(dataset_id: str, max_minutes: float | None, image_size: int | None) -> list[str]:
+    from lepton.data import load_dataset
+    from lepton.strategy import auto
+
+    ds = load_dataset(dataset_id)
+    exs = ds.examples("train") if "train" in ds.splits else []
+    cfg = RunConfig(data=dataset_id, max_minutes=max_minutes, image_size=image_size)
+    return auto.inputs(cfg, ds.modality, len(exs), auto.native_side(ds, exs)).reasons
 
 
 def parameter_count(backbone: str, modality: str, adapter: str, n_classes: int, values: dict[str, Any]) -> None:
@@ -297,15 +343,22 @@ def page() -> None:
         return
     with c2:
         adapter, adapter_info = pick_adapter(spec)
+    if not adapter:
+        from lepton.strategy.auto import default_minutes
+
+        adapter_info = {**adapter_info, "default_minutes": default_minutes((manifest.get("sizes") or {}).get("train", 0),
+                                                                           modality)}
     values = hyperparameters(modality, adapter, adapter_info)
     parameter_count(backbone, modality, adapter, n_classes, values)
-    run_name = st.text_input("Run name (optional)", key="train_name", placeholder=f"{manifest.get('name')} · {backbone} + {adapter}",
+    run_name = st.text_input("Run name (optional)", key="train_name",
+                             placeholder=f"{manifest.get('name')} · {backbone} + {adapter or 'auto'}",
                              help=RunConfig.fields_help().get("name"))
     cfg = None
     with common.guard("The settings do not form a valid run"):
         cfg = build_config(manifest["id"], backbone, adapter, values, run_name)
     if cfg is None:
         return
+    auto_preview(manifest, cfg)
     with st.expander("Reproduce from the command line", icon=":material/terminal:"):
         st.code(command_line(cfg), language="bash", wrap_lines=True)
         st.caption("or save this as run.yaml and run `lepton train --config run.yaml`:")

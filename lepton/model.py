@@ -1,0 +1,44 @@
+"""One way in for building a model: (backbone spec, adapter, head) for the loop and for Predictor alike.
+
+A warm start (`--from RUN`) is one more source of a backbone spec (lepton/transfer.py): building
+it gives the source run's adapted backbone, and everything after that is the same code path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lepton.adapters import Adapter, AdapterOptions, Classifier, get_adapter
+from lepton.backbones import Backbone, BackboneSpec, default_backbone, resolve_backbone
+from lepton.errors import IncompatibleError
+from lepton.heads import build_head
+
+
+def backbone_spec(config: Any, modality: str) -> BackboneSpec:
+    """The spec a run builds: the warm-start source's adapted backbone, the one named, or the modality's default."""
+    from lepton import transfer
+
+    if config.from_run:
+        spec = transfer.source_spec(config, modality)
+    else:
+        spec = resolve_backbone(config.backbone or default_backbone(modality).name, modality)
+    if spec.modality != modality:
+        raise IncompatibleError(f"backbone '{spec.name}' is for {spec.modality}, but the data is {modality}; "
+                                f"`lepton backbones --modality {modality}` lists the ones that fit")
+    return spec
+
+
+def build_backbone(spec: BackboneSpec, max_length: int, image_size: int | None) -> Backbone:
+    backbone = spec.build()
+    backbone.configure(max_length=max_length, image_size=image_size)
+    return backbone
+
+
+def wrap(backbone: Backbone, spec: BackboneSpec, adapter_name: str, options: AdapterOptions, num_classes: int,
+         head: str = "classification") -> tuple[Adapter, Classifier]:
+    """The adapter (checked against the backbone) and backbone + head wrapped by it."""
+    adapter = get_adapter(adapter_name, options)
+    if adapter_name not in spec.supports:
+        raise IncompatibleError(f"backbone '{spec.name}' does not support the '{adapter_name}' adapter; "
+                                f"use one of: {', '.join(spec.supports)}")
+    return adapter, adapter.wrap(backbone, build_head(head, backbone.dim, num_classes))
