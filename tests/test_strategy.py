@@ -84,11 +84,11 @@ def test_every_registered_controller_runs_a_tiny_run(home, text_csv, name):
 
 # ---------------------------------------------------------------- auto
 def test_auto_fills_what_is_empty_and_says_why(home, text_csv):
-    res = run(RunConfig(data=str(text_csv), max_minutes=0.4, **TINY))
+    res = run(RunConfig(data=str(text_csv), max_minutes=0.25, **TINY))
     plan = json.loads((Path(res["run_dir"]) / "plan.json").read_text())
     assert plan["config"]["adapter"] and plan["config"]["controller"] and plan["reasons"]
     assert all(isinstance(line, str) and line for line in plan["reasons"])
-    assert res["metrics"]["budget_seconds"] == 24
+    assert res["metrics"]["budget_seconds"] == 15
 
 
 def test_auto_picks_a_budget_from_the_size_when_none_is_given():
@@ -103,7 +103,10 @@ def test_auto_picks_the_probe_when_the_budget_holds_too_few_epochs():
     short = auto.training(RunConfig(data="x"), ctx, trainable=True, window_s=60.0)
     assert short.config.adapter == "linear-probe" and "epochs" in short.reasons[0]
     long = auto.training(RunConfig(data="x"), ctx, trainable=True, window_s=3600.0)
-    assert long.config.adapter == auto.RECIPES["text"][0] and long.config.head_init == "probe"
+    assert long.config.adapter == auto.RECIPES["text"][0][0] and long.config.head_init == "probe"
+    # 2.6 epochs of full fit, 3.5 of partial: the cheaper fine-tuning uses the budget instead of the probe.
+    middle = auto.training(RunConfig(data="x"), ctx, trainable=True, window_s=400.0)
+    assert middle.config.adapter == "partial" and "full fine-tuning would fit only 2.6" in middle.reasons[0]
     frozen = auto.training(RunConfig(data="x"), {**ctx, "modality": "audio"}, trainable=False, window_s=3600.0)
     assert frozen.config.adapter == "linear-probe"
 
@@ -225,12 +228,12 @@ def test_reinforce_trains_a_policy_that_saves_loads_and_decides(recording, tmp_p
 def test_each_strategy_runs_a_study_from_the_cli(job_home, tmp_path, strategy):
     data = write_text_csv(tmp_path / "study.csv", n=48)
     res = run_lepton("tune", "--data", str(data), "--backbone", "tiny-text", "--strategy", strategy,
-                     "--budget-minutes", "1.1", "--max-trials", "2", timeout=300)
+                     "--budget-minutes", "0.75", "--max-trials", "2", timeout=300)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(out) == {"study_id", "strategy", "trials", "seconds", "best", "test"}
     assert out["strategy"] == strategy and 1 <= out["trials"] <= 2
     assert {"run_id", "config", "val_macro_f1"} <= set(out["best"]) and {"accuracy", "macro_f1"} <= set(out["test"])
-    assert out["seconds"] <= 1.1 * 60 + 20
+    assert out["seconds"] <= 0.75 * 60 + 20
     listed = json.loads(run_lepton("studies", "--json").stdout)
     assert listed[0]["id"] == out["study_id"] and listed[0]["trials"] == out["trials"]
     runs = json.loads(run_lepton("runs", "--json").stdout)
@@ -258,7 +261,7 @@ def test_a_study_survives_its_worker_being_killed(job_home, tmp_path, spawn_work
 
     data = write_job_csv(tmp_path / "long.csv", n=400)
     out = run_lepton("tune", "--submit", "--data", str(data), "--backbone", "tiny-text", "--strategy", "random",
-                     "--budget-minutes", "1.5", "--max-trials", "3")
+                     "--budget-minutes", "1", "--max-trials", "3")
     study_id = json.loads(out.stdout.strip().splitlines()[-1])["study_id"]
     store = Store(job_home / "lepton.db")
     worker = spawn_worker()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -176,8 +177,12 @@ class TPE(_Optuna):
     description = "Optuna's TPE sampler over the same space, with median pruning on every epoch's validation score"
 
     def sampler(self):
-        return self.optuna.samplers.TPESampler(seed=self.config.seed, multivariate=True, group=True,
-                                               n_startup_trials=2)
+        # multivariate+group: the space is conditional (lr and depth depend on the adapter); optuna marks both
+        # flags experimental and says so on every study, which the user cannot act on.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", self.optuna.exceptions.ExperimentalWarning)
+            return self.optuna.samplers.TPESampler(seed=self.config.seed, multivariate=True, group=True,
+                                                   n_startup_trials=2)
 
 
 @STUDIES.register("rl")

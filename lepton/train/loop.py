@@ -580,9 +580,6 @@ def _live_rate(fwd, batch_of, n_val: int, bs: int, device: torch.device, bf16: b
     return len(idx) / max(time.time() - t0, 1e-6)
 
 
-
-
-
 def _epoch_seconds(forward_rate: float, n_train: int, n_val: int, adapter: str) -> float:
     return (n_train * auto.TRAIN_COST.get(adapter, TRAIN_COST) + n_val) / max(forward_rate, 1e-6)
 

@@ -73,6 +73,10 @@ def _step(x: float) -> float:
     return float(10 ** math.floor(math.log10(abs(x))))
 
 
+# What an empty optional field means, where that is not "the adapter's or auto's choice".
+EMPTY = {"max_minutes": "no limit"}
+
+
 def field_widget(f: dataclasses.Field, hint: Any, placeholder: Any = None, key_prefix: str = "cfg_") -> Any:
     """One widget for one RunConfig field: type → widget, help → help=, min/max → bounds, Optional → empty = auto."""
     inner, optional = _unwrap(hint)
@@ -95,7 +99,7 @@ def field_widget(f: dataclasses.Field, hint: Any, placeholder: Any = None, key_p
         ref = default if default is not None else (placeholder or 0.01)
         return st.number_input(label, value=None if default is None else float(default), step=_step(ref), format="%g",
                                min_value=None if lo is None else float(lo), max_value=None if hi is None else float(hi),
-                               placeholder=f"auto ({placeholder:g})" if placeholder is not None else ("no limit" if optional else None),
+                               placeholder=f"auto ({placeholder:g})" if placeholder is not None else (EMPTY.get(f.name, "auto") if optional else None),
                                help=help_, key=key)
     value = st.text_input(label, value=default or "", placeholder="auto" if optional else None, help=help_, key=key)
     return (value.strip() or None) if optional else value

@@ -103,6 +103,11 @@ def start_training(page, modality: str, backbone: str, adapter: str, **fields) -
     page.wait_for_url("**/train?dataset=*")
     idle(page)
     choose(page, f"train_backbone_{modality}", backbone + " ·")
+    # Auto is offered first and chosen unless the user picks: it says what it will choose before anything runs.
+    page.get_by_text("Auto will choose:").wait_for(timeout=20_000)  # shown only while Auto is the adapter
+    assert page.get_by_text("min: none given").count() == 1  # the budget it picks from the dataset's size
+    assert modality != "image" or page.get_by_text("px: the images are about").count() == 1
+    shot(page, f"{modality}_02_train_auto")
     choose(page, f"train_adapter_{backbone}", adapter)
     if "log_every" in fields:
         page.get_by_text("System options").click()

@@ -35,7 +35,7 @@ def test_a_study_started_in_the_browser_runs_and_links_its_best_run(server, page
     page.get_by_text("Optuna TPE").click()
     idle(page)
     budget = page.locator(".st-key-study_budget_minutes input")
-    budget.fill("1")
+    budget.fill("0.75")
     budget.press("Enter")
     idle(page)
     trials = page.locator(".st-key-study_max_trials input")
