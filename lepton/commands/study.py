@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 from lepton.cli import add_config_flags, command, config_from_args, print_json
+from lepton.commands.core import _list_args
 
 
 def _tune_args(p: argparse.ArgumentParser) -> None:
@@ -69,11 +70,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _studies_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
-
-
-@command("studies", "List studies", _studies_args)
+@command("studies", "List studies", _list_args)
 def cmd_studies(args: argparse.Namespace) -> int:
     from lepton.jobs.store import get_store
 

@@ -74,19 +74,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     emit("progress", fraction=0.0, eta_s=None, phase="setup", message="loading data")
 
     # ---- 2. Data: train/val from the dataset, test from --test-data or the dataset's test split ----
-    ds = _dataset(config.data, config)
-    test_ds = _dataset(config.test_data, config, split="test") if config.test_data else ds
-    _check_labels(ds, test_ds)
-    train, val = _split(ds, "train"), _split(ds, "val")
-    test = _split(test_ds, "test", classes=ds.classes)
-    test_name = "test"
-    if not test[0]:
-        test, test_name = val, "val"
-        emit("log", level="warning", message="no test split: the report uses the validation split")
-    if not train[0]:
-        raise DataError(f"dataset '{ds.name}' has no training examples")
-    emit("log", level="info", message=f"data {ds.name}: {len(train[0])} train, {len(val[0])} val, "
-         f"{len(test[0])} {test_name}; {ds.num_classes} classes")
+    ds, test_ds, train, val, test, test_name = _data(config, emit)
 
     def reserve(forward_rate: float) -> float:
         """Seconds kept back at the end of the budget: one more validation and the test pass, saving, and
@@ -108,24 +96,9 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     base = baseline.pretrained_spec(spec)
     progress = Progress(emit, sum(len(s[0]) for s in (train, val, test)) * EVAL_COST, budget=budget)
 
-    def probe_at(image_size: int | None):
-        """Features of every split at this resolution, the probe on them, and what they tell of speed and flips."""
-        backbone.configure(image_size=image_size)
-        pre_bb = _pretrained(base, backbone, spec, config.max_length, image_size, device)
-        on_batch = lambda n: progress.add(n * EVAL_COST, "features", "probe: extracting features")  # noqa: E731
-        cfg = dataclasses.replace(config, image_size=image_size)
-        t_feat, pre = time.time(), {}
-        for name, d, s in (("train", ds, train), ("val", ds, val), ("test", test_ds, test)):
-            pre[name], hit = baseline.frozen_features(base, pre_bb, d, s[0], name, cfg, device, bf16, on_batch=on_batch)
-            emit("log", level="info", message=f"{name} features: {tuple(pre[name].shape)} ({'cache hit' if hit else 'computed'})")
-        feat_s = time.time() - t_feat
-        fit = probe_mod.fit(pre["train"].numpy(), np.asarray(train[1]), pre["val"].numpy(), np.asarray(val[1]),
-                            ds.num_classes, config.seed)
-        emit("log", level="info", message=f"probe: logistic regression on {base.name}'s frozen features, C={fit.c:g}: "
-             f"val macro-F1 {fit.val.get('macro_f1', float('nan')):.3f} ({feat_s + fit.seconds:.1f} s)")
-        rate = _forward_rate(feat_s, sum(len(s[0]) for s in (train, val, test)), pre_bb, ds, train[0], device, bf16)
-        return pre, fit, rate, pre_bb
-
+    splits = {"train": (ds, train), "val": (ds, val), "test": (test_ds, test)}
+    probe_at = lambda size: _probe(backbone, base, spec, dataclasses.replace(config, image_size=size),  # noqa: E731
+                                   splits, device, bf16, progress, emit)
     pre, probe, forward_rate, pre_bb = probe_at(config.image_size)
 
     # ---- 5. Plan the training and build the model: adapter + head (LP-FT: the probe's head) ----
@@ -146,14 +119,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
         emit("log", level="info", message=f"auto: {line}")
     adapter_name = config.adapter
     frozen = ADAPTERS.get(adapter_name).frozen
-    head_kind = "probe" if config.head_init == "probe" else "classification"
-    torch.manual_seed(config.seed)  # the head's init must not depend on how the backbone loaded
-    adapter, model = wrap(backbone, spec, adapter_name, AdapterOptions.from_config(config), ds.num_classes, head_kind)
-    model.update_bn_stats = config.bn_update
-    if head_kind == "probe":
-        model.head.load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
-    if config.from_run:  # ...the source run's head instead, when the labels match
-        head_kind = transfer.load_head(model, config.from_run, ds.classes, emit) or head_kind
+    adapter, model, head_kind = _build(backbone, spec, config, ds, probe, emit)
     counts = adapter.count(model)
     augment = config.augment == "on" or (config.augment == "auto" and ds.modality in ("image", "audio"))
     augment = augment and not frozen  # cached features are computed once, unaugmented
@@ -173,7 +139,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
         model.head.to(device)
         feats = pre if not config.from_run else {  # a warm start's frozen backbone is the source run's
             name: _features(model, spec, d, s, name, config, device, bf16, progress, emit)
-            for name, d, s in (("train", ds, train), ("val", ds, val), ("test", test_ds, test))}
+            for name, (d, s) in splits.items()}
         fwd: Callable[[Any], torch.Tensor] = model.head
         if device.type == "cpu":
             # Head steps are microseconds of math: a second intra-op thread only adds spin-wait, 7x slower
@@ -190,8 +156,8 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
                                 device, augment, flip_ok)
         trained = model
         epochs = config.epochs or (MAX_PLANNED_EPOCHS if budget.seconds else adapter.default_epochs)
-    labels = {name: torch.tensor(s[1], dtype=torch.long) for name, s in (("train", train), ("val", val), ("test", test))}
-    lengths = {name: _lengths(s[0]) for name, s in (("train", train), ("val", val), ("test", test))}
+    labels = {name: torch.tensor(s[1], dtype=torch.long) for name, (_, s) in splits.items()}
+    lengths = {name: _lengths(s[0]) for name, (_, s) in splits.items()}
     eval_unit = 0.0 if frozen else EVAL_COST  # evaluating a head on cached features is free
     planned = epochs if config.epochs or frozen else _planned_epochs(budget, forward_rate, len(train[0]), len(val[0]))
     progress.extend(len(train[0]) * planned * (0.01 if frozen else TRAIN_COST) + (len(val[0]) * planned
@@ -389,17 +355,14 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     probe_probs = probe.probs(pre["test"].numpy()) if len(test[0]) else np.zeros((0, ds.num_classes))
     kept, why = _keep(trained_any, state["best"], probe_f1, bool(val[0]), config.keep_probe, stopped)
     probs = tuned_probs if kept == "fine-tuned" else probe_probs
-    companion, weight = None, 0.0
+    companion, weight, val_f1 = None, 0.0, None
     if config.companion and ds.modality in COMPANIONS and val[0] and test[0]:
         # The modality's classical companion, blended with the shipped model where that validates higher.
         kept_val = (_predict(fwd, batch_of, "val", len(val[0]), bs, lengths["val"], device, bf16 and not frozen, None)[0]
                     if kept == "fine-tuned" else probe.probs(pre["val"].numpy()))
-        companion, weight, val_f1 = _companion(ds, train, val, kept_val, config.seed)
+        companion, weight, val_f1 = _companion(ds, train, val, kept_val, config.seed, emit)
         if weight:
             probs = blend(probs, companion.probs([test_ds.load(e.x) for e in test[0]]), weight)
-        emit("log", level="info", message=f"companion ({companion.kind}): " + (
-            f"blended at weight {weight:g}, validation macro-F1 {val_f1:.3f}" if weight else
-            "no blend validates higher, so it is not shipped"))
     rep = full_report(test[1], probs, ds.classes, refs=[e.ref for e in test[0]])
     rep["kept"] = {"model": kept, "why": why, "probe_val_macro_f1": probe_f1,
                    "finetuned_val_macro_f1": state["best"] if trained_any else None,
@@ -419,27 +382,16 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     if frozen and device.type == "cpu":
         torch.set_num_threads(threads)
     progress.add(0, "save", "saving the model", force=True)
-    model_dir = run_dir / "model"
-    model_dir.mkdir(exist_ok=True)
     if kept == "probe":  # the untuned backbone + the probe's head: what the report's "pretrained" column scored
         ship = {f"head.{k}": v for k, v in _probe_head(probe, backbone.dim, ds.num_classes).state_dict().items()}
-        meta_model = {"backbone": base.name, "adapter": "linear-probe", "head": "probe",
-                      "from_run": spec.extra.get("from_run")}  # lineage: it was still a warm-started run
+        meta_model = {"backbone": base.name, "adapter": "linear-probe", "head": "probe", "partial_blocks": None}
     else:
         ship = transfer.saved_state(model) if config.from_run else _trainable_state(model)
-        meta_model = {"backbone": spec.name, "adapter": adapter_name, "head": head_kind,
-                      "from_run": spec.extra.get("from_run")}
-    save_file(ship, model_dir / "model.safetensors")
-    for stale in ("companion.json", "companion.safetensors"):  # a resumed run may have shipped one before
-        (model_dir / stale).unlink(missing_ok=True)
-    if weight:
-        companion.save(model_dir, weight)
-    meta = {"lepton_version": __version__, "run_id": run_id, "modality": ds.modality, "classes": ds.classes,
-            **meta_model, "dim": backbone.dim, "max_length": config.max_length, "image_size": config.image_size,
-            "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout},
-            "partial_blocks": state["depth"] if kept != "probe" else None, "kept": kept,
-            "companion": {"kind": companion.kind, "weight": weight} if weight else None}
-    (model_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+        meta_model = {"backbone": spec.name, "adapter": adapter_name, "head": head_kind, "partial_blocks": state["depth"]}
+    meta_model["from_run"] = spec.extra.get("from_run")  # lineage, even when the probe ships
+    _ship(run_dir / "model", ship, {"lepton_version": __version__, "run_id": run_id, "modality": ds.modality,
+                                    "classes": ds.classes, **meta_model, "dim": backbone.dim}, config, kept,
+          companion if weight else None, weight)
     seconds = time.time() - t_start
     summary = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "eval_split": test_name,
                "backbone": spec.name, "adapter": adapter_name, "kept": kept,
@@ -483,6 +435,72 @@ def preflight(config: RunConfig) -> None:
 
 
 # ---------------------------------------------------------------- helpers (no hidden control flow)
+
+def _probe(backbone, base, spec, config: RunConfig, splits: dict[str, tuple[Dataset, Any]], device, bf16: bool,
+           progress: Progress, emit: Emit):
+    """Features of every split at config.image_size, the probe on them, and the forward rate they measured."""
+    backbone.configure(image_size=config.image_size)
+    pre_bb = _pretrained(base, backbone, spec, config.max_length, config.image_size, device)
+    on_batch = lambda n: progress.add(n * EVAL_COST, "features", "probe: extracting features")  # noqa: E731
+    t_feat, pre = time.time(), {}
+    for name, (d, s) in splits.items():
+        pre[name], hit = baseline.frozen_features(base, pre_bb, d, s[0], name, config, device, bf16, on_batch=on_batch)
+        emit("log", level="info", message=f"{name} features: {tuple(pre[name].shape)} ({'cache hit' if hit else 'computed'})")
+    feat_s = time.time() - t_feat
+    (ds, train), val = splits["train"], splits["val"][1]
+    fit = probe_mod.fit(pre["train"].numpy(), np.asarray(train[1]), pre["val"].numpy(), np.asarray(val[1]),
+                        ds.num_classes, config.seed)
+    emit("log", level="info", message=f"probe: logistic regression on {base.name}'s frozen features, C={fit.c:g}: "
+         f"val macro-F1 {fit.val.get('macro_f1', float('nan')):.3f} ({feat_s + fit.seconds:.1f} s)")
+    rate = _forward_rate(feat_s, sum(len(s[0]) for _, s in splits.values()), pre_bb, ds, train[0], device, bf16)
+    return pre, fit, rate, pre_bb
+
+
+def _build(backbone, spec, config: RunConfig, ds: Dataset, probe, emit: Emit):
+    """The adapter and the model around the backbone; the head starts from the probe (LP-FT) or the source run's."""
+    head_kind = "probe" if config.head_init == "probe" else "classification"
+    torch.manual_seed(config.seed)  # the head's init must not depend on how the backbone loaded
+    adapter, model = wrap(backbone, spec, config.adapter, AdapterOptions.from_config(config), ds.num_classes, head_kind)
+    model.update_bn_stats = config.bn_update
+    if head_kind == "probe":
+        model.head.load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
+    if config.from_run:  # ...the source run's head instead, when the labels match
+        head_kind = transfer.load_head(model, config.from_run, ds.classes, emit) or head_kind
+    return adapter, model, head_kind
+
+
+def _data(config: RunConfig, emit: Emit):
+    """The dataset, the test dataset and their train/val/test splits (the report falls back to val)."""
+    ds = _dataset(config.data, config)
+    test_ds = _dataset(config.test_data, config, split="test") if config.test_data else ds
+    _check_labels(ds, test_ds)
+    train, val = _split(ds, "train"), _split(ds, "val")
+    test = _split(test_ds, "test", classes=ds.classes)
+    test_name = "test"
+    if not test[0]:
+        test, test_name = val, "val"
+        emit("log", level="warning", message="no test split: the report uses the validation split")
+    if not train[0]:
+        raise DataError(f"dataset '{ds.name}' has no training examples")
+    emit("log", level="info", message=f"data {ds.name}: {len(train[0])} train, {len(val[0])} val, "
+         f"{len(test[0])} {test_name}; {ds.num_classes} classes")
+    return ds, test_ds, train, val, test, test_name
+
+
+def _ship(model_dir: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any], config: RunConfig, kept: str,
+          companion, weight: float) -> None:
+    """What Predictor loads: model.safetensors, the companion where one is blended, and meta.json."""
+    model_dir.mkdir(exist_ok=True)
+    save_file(weights, model_dir / "model.safetensors")
+    for stale in ("companion.json", "companion.safetensors"):  # a resumed run may have shipped one before
+        (model_dir / stale).unlink(missing_ok=True)
+    if companion is not None:
+        companion.save(model_dir, weight)
+    meta = {**meta, "max_length": config.max_length, "image_size": config.image_size,
+            "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout}, "kept": kept,
+            "companion": {"kind": companion.kind, "weight": weight} if companion is not None else None}
+    (model_dir / "meta.json").write_text(json.dumps(meta, indent=2))
+
 
 def _seed(seed: int) -> None:
     random.seed(seed)
@@ -622,12 +640,15 @@ def _keep(trained: bool, tuned_val: float, probe_val: float, has_val: bool, keep
     return "fine-tuned", f"it scored {tuned_val:.3f} on validation, the probe {probe_val:.3f}"
 
 
-def _companion(ds: Dataset, train, val, kept_val: np.ndarray, seed: int):
+def _companion(ds: Dataset, train, val, kept_val: np.ndarray, seed: int, emit: Emit):
     """(the fitted companion, its best blend weight with the kept model, that blend's validation macro-F1)."""
     items = lambda exs: [ds.load(e.x) for e in exs]  # noqa: E731
     comp = COMPANIONS.get(ds.modality)(items(train[0]), np.asarray(train[1]), items(val[0]), np.asarray(val[1]),
                                        ds.num_classes, seed)
     weight, f1 = best_weight(np.asarray(val[1]), kept_val, comp.probs(items(val[0])), ds.num_classes)
+    emit("log", level="info", message=f"companion ({comp.kind}): " + (
+        f"blended at weight {weight:g}, validation macro-F1 {f1:.3f}" if weight else
+        "no blend validates higher, so it is not shipped"))
     return comp, weight, f1
 
 
