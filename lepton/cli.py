@@ -39,6 +39,8 @@ def add_config_flags(p: argparse.ArgumentParser, cls: type = RunConfig) -> None:
         helptext = f.metadata.get("help", "")
         if hints[f.name] is bool:
             p.add_argument(flag, *aliases, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=helptext)
+        elif typing.get_origin(hints[f.name]) is dict:  # repeatable key=value: --adapter-option r=16
+            p.add_argument(*aliases, flag, dest=f.name, action="append", default=None, metavar="KEY=VALUE", help=helptext)
         else:
             choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is typing.Literal else None
             p.add_argument(flag, *aliases, dest=f.name, default=None, choices=choices, help=helptext)

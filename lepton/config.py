@@ -19,7 +19,9 @@ from lepton.errors import ConfigError
 
 
 def opt(default: Any, help: str, **extra: Any) -> Any:
-    """A dataclass field with its one-line help (and optional UI hints: min, max, choices, group)."""
+    """A dataclass field with its one-line help (and optional UI hints: min, max, choices, group, search)."""
+    if isinstance(default, dict):  # a mapping field: every config gets its own
+        return field(default_factory=lambda: dict(default), metadata={"help": help, **extra})
     return field(default=default, metadata={"help": help, **extra})
 
 
@@ -89,6 +91,9 @@ class StrictConfig:
             flag = "--" + f.name.replace("_", "-")
             if isinstance(v, bool):
                 out.append(flag if v else "--no-" + f.name.replace("_", "-"))
+            elif isinstance(v, dict):
+                for key, value in v.items():
+                    out += [f.metadata.get("flags", (flag,))[0], f"{key}={value}"]
             elif v is not None:
                 out += [flag, str(v)]
         return out
@@ -104,11 +109,9 @@ class RunConfig(StrictConfig):
 
     backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default", group="model")
     adapter: str | None = opt(None, "Adapter: linear-probe, full, lora, …; empty = the backbone's recommended one", group="model")
-    lora_r: int = opt(8, "LoRA rank", min=1, max=256, group="model")
-    lora_alpha: int = opt(16, "LoRA scaling alpha", min=1, max=512, group="model")
-    lora_dropout: float = opt(0.05, "Dropout on the LoRA branch", min=0.0, max=0.9, group="model")
-    partial_blocks: int = opt(2, "partial: how many top blocks of the backbone train (with the head)", min=1, max=64,
-                              group="model")
+    adapter_options: dict[str, Any] = opt({}, "The adapter's own options, key=value (`lepton adapters` lists them; "
+                                          "e.g. r=16 for lora, bottleneck=32 for houlsby)", group="model",
+                                          flags=("--adapter-option",))
     max_length: int = opt(128, "Text: longest token sequence kept (longer texts are truncated)", min=8, max=4096, group="model")
     image_size: int | None = opt(None, "Images: input resolution in pixels (96, 128, 160, 224…); empty = auto from the data",
                                  min=32, max=1024, group="model")
@@ -145,6 +148,34 @@ class RunConfig(StrictConfig):
     log_every: int = opt(10, "Log training loss every N steps (fewer host syncs)", min=1, max=10000, group="system")
     name: str | None = opt(None, "A name for the run shown in the dashboard", group="system")
 
+    # Fields of older config.yaml files and where they live now (adapter -> option).
+    LEGACY = {"lora_r": ("lora", "r"), "lora_alpha": ("lora", "alpha"), "lora_dropout": ("lora", "dropout"),
+              "partial_blocks": ("partial", "k")}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "RunConfig":
+        if isinstance(raw, dict) and any(k in raw for k in cls.LEGACY):
+            raw = dict(raw)
+            options = dict(raw.get("adapter_options") or {})
+            for key, (adapter, option) in cls.LEGACY.items():
+                if key in raw:
+                    value = raw.pop(key)
+                    if raw.get("adapter") == adapter:
+                        options.setdefault(option, value)
+            raw["adapter_options"] = options
+        return super().from_dict(raw, source)
+
+    def validate(self, source: str = "config") -> None:
+        super().validate(source)
+        if self.adapter_options:
+            if not self.adapter:
+                raise ConfigError(f"{source}: adapter_options ({', '.join(self.adapter_options)}) need an adapter; "
+                                  "name one with --adapter")
+            from lepton.adapters import ADAPTERS
+
+            if self.adapter in ADAPTERS:  # an unknown name is reported where the adapter is looked up
+                ADAPTERS.get(self.adapter).parse(self.adapter_options)
+
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     """Check one value against its type hint; accept ints for floats and strings from forms."""
     origin = typing.get_origin(hint)
@@ -176,6 +207,14 @@ def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
+    elif origin is dict:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) and "=" in v for v in value):
+            value = dict(v.split("=", 1) for v in value)
+        if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+            return {k.strip(): v.strip() if isinstance(v, str) else v for k, v in value.items()}
+        raise ConfigError(f"{source}: {name}={value!r} should be key=value pairs")
     elif hint is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)

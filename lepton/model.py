@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from lepton.adapters import Adapter, AdapterOptions, Classifier, get_adapter
+from lepton.adapters import Adapter, Classifier, get_adapter
 from lepton.backbones import Backbone, BackboneSpec, default_backbone, resolve_backbone
 from lepton.errors import IncompatibleError
 from lepton.heads import build_head
@@ -34,11 +34,15 @@ def build_backbone(spec: BackboneSpec, max_length: int, image_size: int | None) 
     return backbone
 
 
-def wrap(backbone: Backbone, spec: BackboneSpec, adapter_name: str, options: AdapterOptions, num_classes: int,
+def wrap(backbone: Backbone, spec: BackboneSpec, adapter_name: str, options: dict[str, Any], num_classes: int,
          head: str = "classification") -> tuple[Adapter, Classifier]:
     """The adapter (checked against the backbone) and backbone + head wrapped by it."""
     adapter = get_adapter(adapter_name, options)
+    check_supported(spec, adapter_name)
+    return adapter, adapter.wrap(backbone, build_head(head, backbone.dim, num_classes))
+
+
+def check_supported(spec: BackboneSpec, adapter_name: str) -> None:
     if adapter_name not in spec.supports:
         raise IncompatibleError(f"backbone '{spec.name}' does not support the '{adapter_name}' adapter; "
-                                f"use one of: {', '.join(spec.supports)}")
-    return adapter, adapter.wrap(backbone, build_head(head, backbone.dim, num_classes))
+                                f"adapters that can wrap it: {', '.join(spec.supports)}")

@@ -16,7 +16,6 @@ import torch
 from safetensors.torch import load_file
 
 from lepton import filetypes, paths
-from lepton.adapters import AdapterOptions
 from lepton.backbones import resolve_backbone
 from lepton.data import load_item
 from lepton.errors import RunError
@@ -118,6 +117,18 @@ def _companion(run_dir: Path) -> tuple[Any, float]:
     return found
 
 
+def adapter_options(meta: dict[str, Any]) -> dict[str, Any]:
+    """The options that rebuild the run's model; runs saved before adapter_options existed kept LoRA's and partial's."""
+    if "adapter_options" in meta:
+        return dict(meta["adapter_options"] or {})
+    if meta.get("adapter") == "lora":
+        lora = meta.get("lora") or {}
+        return {"r": lora.get("r", 8), "alpha": lora.get("alpha", 16)}
+    if meta.get("adapter") == "partial":
+        return {"k": meta.get("partial_blocks") or 2}
+    return {}
+
+
 class Predictor:
     def __init__(self, model: torch.nn.Module, meta: dict[str, Any], run_dir: Path):
         self.model, self.meta, self.run_dir = model, meta, run_dir
@@ -131,8 +142,7 @@ class Predictor:
         meta = read_meta(run_dir)
         spec = resolve_backbone(meta["backbone"], meta["modality"])
         backbone = build_backbone(spec, meta["max_length"], meta.get("image_size"))
-        lora = meta.get("lora", {})
-        options = AdapterOptions(lora.get("r", 8), lora.get("alpha", 16), 0.0, meta.get("partial_blocks") or 2)
+        options = adapter_options(meta)
         _, model = wrap(backbone, spec, meta["adapter"], options, len(meta["classes"]), meta.get("head", "classification"))
         state = load_weights(run_dir)
         unexpected = set(state) - set(model.state_dict())

@@ -120,7 +120,7 @@ def test_tiny_lora_targets_exist_and_train(spec):
     from peft import LoraConfig, inject_adapter_in_model
 
     bb = spec.build()
-    targets = bb.modules_for("lora")
+    targets = bb.targets("attention")
     leaves = {n.rsplit(".", 1)[-1] for n, _ in bb.named_modules()}
     assert targets and set(targets) <= leaves
     bb.requires_grad_(False)
@@ -132,7 +132,7 @@ def test_tiny_lora_targets_exist_and_train(spec):
     bb.train()
     bb.forward_features(**bb.preprocess(raw_items(spec.modality))).sum().backward()
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in trainable)
-    assert bb.modules_for("full") == [] and bb.modules_for("linear-probe") == []
+    assert bb.targets("no-such-kind") == []
 
 
 def test_text_padding_is_dynamic_and_truncates_at_max_length():
@@ -235,7 +235,7 @@ def test_local_hf_folder(tmp_path, save, modality, dim, lora):
     assert f.shape == (len(items), dim) and f.dtype == torch.float32 and torch.isfinite(f).all()
     if modality != "image":  # padded text/audio: alone == in a batch
         torch.testing.assert_close(features(bb, [items[0]])[0], f[0], atol=1e-4, rtol=1e-3)
-    targets = bb.modules_for("lora")
+    targets = bb.targets("attention")
     if lora:
         assert targets == lora
     else:  # no attention: every Linear (ConvNeXt's pointwise layers)
@@ -254,7 +254,7 @@ def test_minilm_paraphrases_are_closer_and_lora_count():
     assert f.shape == (3, 384)
     assert cos(f[0], f[1]) > 0.6 and cos(f[0], f[1]) > cos(f[0], f[2]) + 0.3
     bb.requires_grad_(False)
-    inject_adapter_in_model(LoraConfig(r=8, target_modules=bb.modules_for("lora")), bb)
+    inject_adapter_in_model(LoraConfig(r=8, target_modules=bb.targets("attention")), bb)
     assert sum(p.numel() for n, p in bb.named_parameters() if "lora_" in n) == 73_728
 
 
@@ -272,7 +272,7 @@ def test_efficientnet_same_picture_is_closer_than_another_picture():
     from peft import LoraConfig, inject_adapter_in_model
 
     bb.requires_grad_(False)
-    inject_adapter_in_model(LoraConfig(r=8, target_modules=bb.modules_for("lora")), bb)
+    inject_adapter_in_model(LoraConfig(r=8, target_modules=bb.targets("attention")), bb)
     lora = [p for n, p in bb.named_parameters() if "lora_" in n]
     assert sum(p.numel() for p in lora) == 182_272
     for p in lora:
@@ -329,10 +329,14 @@ def test_speech_embedding_same_word_is_closer_than_another_word(tmp_path):
 def test_speech_embedding_refuses_training_adapters_and_names_what_works():
     bb = build_backbone("speech-embedding")
     spec = resolve_backbone("speech-embedding")
-    assert spec.supports == ("linear-probe",) and bb.modules_for("linear-probe") == []
-    for adapter in ("lora", "full"):
-        with pytest.raises(IncompatibleError, match=f"'{adapter}' adapter does not apply. Adapters that work: linear-probe"):
-            bb.modules_for(adapter)
+    from lepton.adapters import get_adapter
+    from lepton.heads import classification_head
+
+    assert spec.supports == ("linear-probe",)
+    for adapter in ("lora", "full", "houlsby"):
+        with pytest.raises(IncompatibleError, match=f"cannot be trained .*'{adapter}' adapter cannot wrap it; use one "
+                                                    "of: linear-probe"):
+            get_adapter(adapter).wrap(bb, classification_head(bb.dim, 2))
     # Crops/pads consistently: a 0.3 s and a 5 s clip at 44.1 kHz both become one 2 s window at 16 kHz.
     rng = np.random.default_rng(0)
     batch = bb.preprocess([(rng.standard_normal(4410).astype(np.float32) * 0.1, 44100),

@@ -63,7 +63,14 @@ def test_listing_commands(home):
     text_only = last_json(lepton("backbones", "--modality", "text", "--json", home=home).stdout)
     assert {b["modality"] for b in text_only} == {"text"}
     ads = last_json(lepton("adapters", "--json", home=home).stdout)
-    assert {a["name"] for a in ads} >= {"linear-probe", "full", "lora"}
+    from lepton.adapters import list_adapters
+
+    assert [a["name"] for a in ads] == list_adapters()
+    houlsby = next(a for a in ads if a["name"] == "houlsby")
+    assert houlsby["options"] == [{"name": "bottleneck", "default": 64, "min": 1, "max": 4096,
+                                   "help": "Width of each adapter's bottleneck (down-projection size)"}]
+    assert not houlsby["frozen"] and "minilm-l6" in houlsby["backbones"] and "speech-embedding" not in houlsby["backbones"]
+    assert "efficientnet-lite0" not in next(a for a in ads if a["name"] == "prefix")["backbones"]
     assert "minilm-l6" in lepton("backbones", home=home).stdout
 
 
@@ -73,6 +80,8 @@ def test_listing_commands(home):
     (["train", "--data", "{csv}", "--epochs", "zero"], "epochs='zero' should be int"),
     (["train", "--data", "{csv}", "--batch-size", "0"], "out of range"),
     (["train", "--data", "{csv}", "--config", "/nonexistent.yaml"], "config file not found"),
+    (["train", "--data", "{csv}", "--adapter", "houlsby", "--adapter-option", "width=3"], "valid fields: bottleneck"),
+    (["train", "--data", "{csv}", "--adapter", "prefix", "--backbone", "efficientnet-lite0"], "adapters that can wrap it"),
     (["predict", "no-such-run", "hello"], "no run 'no-such-run'"),
 ])
 def test_bad_input_is_one_readable_line(home, text_csv, args, needle):

@@ -99,7 +99,7 @@ def test_wrong_modality_backbone(home, text_csv):
 
 
 def test_unknown_adapter_lists_valid_names(home, text_csv):
-    with pytest.raises(RegistryError, match="valid names: full, linear-probe, lora"):
+    with pytest.raises(RegistryError, match="valid names: adalora, bitfit, .*houlsby, .*lora, lp-ft"):
         run(RunConfig(data=str(text_csv), backbone="tiny-text", adapter="qlora"))
 
 

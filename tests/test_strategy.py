@@ -71,7 +71,7 @@ def test_stop_at_the_probe_ships_the_probe(home, text_csv):
 
 def test_unfreeze_grows_a_partial_adapter_mid_run(home, text_csv):
     ctl = Scripted({1: Decision(unfreeze=1)})
-    res = run(RunConfig(data=str(text_csv), adapter="partial", partial_blocks=1, epochs=3, **TINY), controller=ctl)
+    res = run(RunConfig(data=str(text_csv), adapter="partial", adapter_options={"k": 1}, epochs=3, **TINY), controller=ctl)
     assert [r.depth for r in ctl.seen] == [1, 1, 2, 2]
     assert res["metrics"]["trainable_params"] > 0
 
@@ -228,12 +228,12 @@ def test_reinforce_trains_a_policy_that_saves_loads_and_decides(recording, tmp_p
 def test_each_strategy_runs_a_study_from_the_cli(job_home, tmp_path, strategy):
     data = write_text_csv(tmp_path / "study.csv", n=48)
     res = run_lepton("tune", "--data", str(data), "--backbone", "tiny-text", "--strategy", strategy,
-                     "--budget-minutes", "0.75", "--max-trials", "2", timeout=300)
+                     "--budget-minutes", "0.6", "--max-trials", "2", timeout=300)
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert set(out) == {"study_id", "strategy", "trials", "seconds", "best", "test"}
     assert out["strategy"] == strategy and 1 <= out["trials"] <= 2
     assert {"run_id", "config", "val_macro_f1"} <= set(out["best"]) and {"accuracy", "macro_f1"} <= set(out["test"])
-    assert out["seconds"] <= 0.75 * 60 + 20
+    assert out["seconds"] <= 0.6 * 60 + 20
     listed = json.loads(run_lepton("studies", "--json").stdout)
     assert listed[0]["id"] == out["study_id"] and listed[0]["trials"] == out["trials"]
     runs = json.loads(run_lepton("runs", "--json").stdout)

@@ -1,14 +1,21 @@
-"""The adapter contract: decide what trains, and wrap backbone + head into one model."""
+"""The adapter contract: decide what trains, and wrap backbone + head into one model.
+
+Each adapter is one file with a registry decorator and, where it has options, its own `Options`
+dataclass (defaults, one-line help, bounds), parsed strictly from RunConfig.adapter_options. The
+loop calls the lifecycle hooks below without knowing which adapter it has; they do nothing by default.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from lepton.backbones.base import Backbone
+from lepton.backbones.base import Backbone, BackboneSpec
+from lepton.config import StrictConfig
 from lepton.errors import IncompatibleError
 from lepton.registry import Registry
 
@@ -44,43 +51,94 @@ class Classifier(nn.Module):
 
 
 @dataclass
-class AdapterOptions:
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.05
-    partial_blocks: int = 2
-
-    @classmethod
-    def from_config(cls, config: Any) -> "AdapterOptions":
-        return cls(config.lora_r, config.lora_alpha, config.lora_dropout, config.partial_blocks)
+class NoOptions(StrictConfig):
+    """An adapter without options."""
 
 
 class Adapter:
     name: str = ""
     description: str = ""
+    when: str = ""  # one line for the adapter picker: when to pick it
     # frozen=True: the backbone never changes, so the loop trains the head on cached features.
     frozen: bool = False
     default_lr: float = 1e-3
     default_epochs: int = 5
+    lr_range: tuple[float, float] = (1e-4, 5e-3)  # what a study searches
+    Options: type[StrictConfig] = NoOptions
+    # Which backbones it applies to (BackboneSpec.supports asks applies()).
+    modalities: tuple[str, ...] = ("text", "image", "audio")
+    archs: tuple[str, ...] = ("transformer", "cnn")
+    head_init: str | None = None  # "probe": the head always starts from the logistic probe (LP-FT)
+    identity_at_init: bool = True  # the wrapped backbone computes exactly the pretrained features until the first step
 
-    def __init__(self, options: AdapterOptions | None = None):
-        self.options = options or AdapterOptions()
+    def __init__(self, options: StrictConfig | dict[str, Any] | None = None):
+        self.options = options if isinstance(options, StrictConfig) else self.parse(options or {})
+
+    @classmethod
+    def parse(cls, raw: dict[str, Any]) -> StrictConfig:
+        """adapter_options -> this adapter's typed options; an unknown key is an error naming the valid ones."""
+        return cls.Options.from_dict(dict(raw), source=f"adapter_options for '{cls.name}'")
+
+    @classmethod
+    def applies(cls, spec: BackboneSpec) -> bool:
+        return (cls.frozen or spec.trainable) and spec.modality in cls.modalities and spec.arch in cls.archs
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """What `lepton adapters --json` and the Train page show."""
+        from lepton.backbones import list_backbones
+
+        return {"name": cls.name, "description": cls.description, "when": cls.when, "frozen": cls.frozen,
+                "default_lr": cls.default_lr,
+                "options": [{"name": f.name, "default": f.default, "help": f.metadata.get("help", ""),
+                             **{k: f.metadata[k] for k in ("min", "max") if k in f.metadata}}
+                            for f in dataclasses.fields(cls.Options)],
+                "backbones": [s.name for s in list_backbones() if cls.applies(s)]}
 
     def check(self, backbone: Backbone) -> None:
         """Raise IncompatibleError (naming the adapters that do work) if this backbone cannot be wrapped."""
+        if not self.frozen:
+            self.require_trainable(backbone)
 
     def require_trainable(self, backbone: Backbone) -> None:
         if not backbone.trainable:
             works = ", ".join(a for a in ADAPTERS if ADAPTERS.get(a).frozen)
             raise IncompatibleError(
-                f"backbone '{backbone.name}' cannot be trained (it is a frozen feature extractor), so the "
-                f"'{self.name}' adapter cannot wrap it; use one of: {works}"
+                f"backbone '{backbone.name}' cannot be trained (it is a frozen feature extractor, e.g. an ONNX graph), "
+                f"so the '{self.name}' adapter cannot wrap it; use one of: {works}"
             )
+
+    def require_targets(self, backbone: Backbone, kind: str) -> list[str]:
+        """The backbone's modules of this kind, or a clear error naming the adapters that need none."""
+        found = backbone.targets(kind)
+        if not found:
+            raise IncompatibleError(f"the '{self.name}' adapter finds no {kind} modules in backbone '{backbone.name}'; "
+                                    "use 'full', 'partial', 'bitfit' or 'linear-probe' instead")
+        return found
 
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         raise NotImplementedError
 
-    # ---- hooks the loop and the controller use (no-ops by default)
+    # ---- lifecycle hooks the loop calls for every adapter (no-ops by default)
+    def extra_loss(self, model: Classifier) -> torch.Tensor | float:
+        """A term added to the training loss (AdaLoRA: its orthogonality penalty)."""
+        return 0.0
+
+    def after_step(self, model: Classifier, step: int, progress: float) -> None:
+        """Called after each optimiser step, gradients still in place; progress runs 0 -> 1 over the planned training."""
+
+    def extra_state(self) -> dict[str, Any]:
+        """Adapter state the checkpoint keeps beyond the weights (AdaLoRA's rank allocation)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what extra_state() returned, on resume."""
+
+    def saved_options(self) -> dict[str, Any]:
+        """The options that rebuild the trained model (meta.json; Predictor passes them back)."""
+        return self.options.to_dict()
+
+    # ---- hooks the controller uses
     depth: int | None = None  # how many top blocks train (partial); None: not a depth-based adapter
 
     def unfreeze(self, model: Classifier, blocks: int = 1) -> list[nn.Parameter]:

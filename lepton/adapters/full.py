@@ -10,11 +10,10 @@ from lepton.backbones.base import Backbone
 class FullFineTune(Adapter):
     name = "full"
     description = "Train every parameter of backbone and head (best accuracy on large data, slowest, most memory)"
+    when = "the most capacity: large or unusual data, and a budget for several epochs"
     default_lr = 3e-5
     default_epochs = 4
-
-    def check(self, backbone: Backbone) -> None:
-        self.require_trainable(backbone)
+    lr_range = (1e-5, 2e-3)
 
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         self.check(backbone)

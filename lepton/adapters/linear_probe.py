@@ -10,9 +10,11 @@ from lepton.backbones.base import Backbone
 class LinearProbe(Adapter):
     name = "linear-probe"
     description = "Freeze the backbone and train only a linear head on its features (seconds, thanks to the feature cache)"
+    when = "seconds, not minutes: a first answer, tiny data, or a backbone that cannot train"
     frozen = True
     default_lr = 3e-3
     default_epochs = 40
+    lr_range = (1e-3, 1e-1)
 
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         backbone.requires_grad_(False)

@@ -1,37 +1,36 @@
 from __future__ import annotations
 
-from torch import nn
+from dataclasses import dataclass
+from typing import Any
 
-from lepton.adapters.base import ADAPTERS, Adapter, Classifier
+from lepton.adapters.base import ADAPTERS
+from lepton.adapters.peft_base import PeftAdapter
 from lepton.backbones.base import Backbone
-from lepton.errors import IncompatibleError
+from lepton.config import StrictConfig, opt
+
+
+@dataclass
+class LoRAOptions(StrictConfig):
+    r: int = opt(8, "Rank of the low-rank update", min=1, max=256, search=(4, 8, 16))
+    alpha: int = opt(16, "Scaling alpha (the update is scaled by alpha / r)", min=1, max=512)
+    dropout: float = opt(0.05, "Dropout on the low-rank branch", min=0.0, max=0.9)
 
 
 @ADAPTERS.register("lora")
-class LoRA(Adapter):
+class LoRA(PeftAdapter):
     name = "lora"
-    description = "Low-rank updates on the attention (or 1x1 conv) weights via peft: near full fine-tuning quality at a fraction of the trainable parameters"
-    default_lr = 1e-3
-    default_epochs = 5
+    description = ("Low-rank updates on the attention (or 1x1 conv) weights via peft: near full fine-tuning quality "
+                   "at a fraction of the trainable parameters (Hu et al., 2021)")
+    when = "the default parameter-efficient choice: small checkpoints, little memory, close to full quality"
+    Options = LoRAOptions
+    lr_range = (1e-4, 5e-3)
 
-    def check(self, backbone: Backbone) -> None:
-        self.require_trainable(backbone)
-        backbone.modules_for(self.name)  # raises IncompatibleError naming what works
-
-    def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
-        self.check(backbone)
-        from peft import LoraConfig, inject_adapter_in_model  # peft costs seconds to import: only when used
+    def peft_config(self, targets: list[str], backbone: Backbone) -> Any:
+        from peft import LoraConfig
 
         o = self.options
-        cfg = LoraConfig(r=o.lora_r, lora_alpha=o.lora_alpha, lora_dropout=o.lora_dropout,
-                         target_modules=backbone.modules_for(self.name), bias="none")
-        backbone.requires_grad_(False)
-        # inject_adapter_in_model works on any nn.Module and leaves only lora_* trainable.
-        try:
-            inject_adapter_in_model(cfg, backbone)
-        except ValueError as e:  # peft's NoMatchingPeftModuleError and unsupported layer types
-            raise IncompatibleError(f"LoRA cannot wrap backbone '{backbone.name}': {e}; "
-                                    f"use the 'full' or 'linear-probe' adapter instead") from None
-        for n, p in backbone.named_parameters():
-            p.requires_grad_("lora_" in n)
-        return Classifier(backbone, head)
+        return LoraConfig(r=o.r, lora_alpha=o.alpha, lora_dropout=o.dropout, target_modules=targets, bias="none",
+                          **self.extra_lora())
+
+    def extra_lora(self) -> dict[str, Any]:
+        return {}

@@ -1,7 +1,8 @@
 """The backbone contract: raw items in, pooled (N, dim) features out.
 
 A backbone is an nn.Module wrapping a pretrained encoder. The head never knows which modality
-it sits on; adapters ask `modules_for(adapter)` where LoRA (or later bottleneck) layers go.
+it sits on; adapters ask `targets(kind)` which modules their layers wrap (attention projections for the
+low-rank family, block outputs for bottleneck adapters, keys/values/feed-forward for IA3).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ class Backbone(nn.Module):
     def forward(self, **batch: torch.Tensor) -> torch.Tensor:
         return self.forward_features(**batch)
 
-    def modules_for(self, adapter: str) -> list[str]:
-        """Module-name suffixes an adapter (e.g. 'lora') should wrap. Raise IncompatibleError if none."""
-        raise IncompatibleError(f"backbone '{self.name}' does not support the '{adapter}' adapter")
+    def targets(self, kind: str) -> list[str]:
+        """Module-name suffixes an adapter of this kind wraps: "attention" (LoRA and the low-rank family),
+        "ia3" and "ia3-feedforward" (IA3's rescaled layers, and those of them that scale their input),
+        "houlsby" (where a bottleneck follows: attention output and feed-forward output, or whole blocks).
+        An empty list means the backbone has no such modules; the adapter then names the ones that work."""
+        return []
 
     # Per-run input options (RunConfig.max_length, image_size); a backbone that has none ignores them.
     max_length: int | None = None
@@ -92,8 +96,16 @@ class BackboneSpec:
     recommended_adapter: str = "linear-probe"
     default: bool = False  # the modality's offline default
     tiny: bool = False  # tiny random model for fast tests
-    supports: tuple[str, ...] = ("linear-probe", "full", "lora", "partial")
+    trainable: bool = True  # False: its weights live outside torch (ONNX), only frozen adapters apply
+    arch: str = "transformer"  # or "cnn": which adapter families apply (prefix tuning needs attention layers)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def supports(self) -> tuple[str, ...]:
+        """Adapters that can wrap this backbone, by each adapter's own rules (a new adapter joins by itself)."""
+        from lepton.adapters import ADAPTERS
+
+        return tuple(name for name, cls in ADAPTERS.items() if cls.applies(self))
 
     def build(self) -> Backbone:
         bb = self.loader()

@@ -16,14 +16,12 @@ import numpy as np
 import torch
 
 from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
-from lepton.backbones.hf import ALL_ADAPTERS, rgb
-from lepton.errors import IncompatibleError
+from lepton.backbones.hf import rgb
 
 
 class EfficientNetLite(Backbone):
     modality = "image"
     dim = 1280
-    supports = ALL_ADAPTERS
     image_size = 224  # the input side; RunConfig.image_size sets it (96-160 px train 2-5x faster on CPU)
 
     def __init__(self, net: torch.nn.Module):
@@ -62,15 +60,13 @@ class EfficientNetLite(Backbone):
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(pixel_values).float().mean((2, 3))  # (N, 1280, side/32, side/32) -> (N, 1280)
 
-    def modules_for(self, adapter: str) -> list[str]:
-        if adapter not in self.supports:
-            raise IncompatibleError(
-                f"backbone '{self.name}' does not support the '{adapter}' adapter; adapters that work: {', '.join(self.supports)}"
-            )
-        if adapter == "lora":
-            # The 1x1 (pointwise) convolutions: expand/project in every MBConv block and the head.
-            # peft's LoRA wraps nn.Conv2d; depthwise (grouped) convs are left alone.
+    def targets(self, kind: str) -> list[str]:
+        if kind in ("attention", "ia3"):
+            # The 1x1 (pointwise) convolutions: expand/project in every MBConv block and the head. peft wraps
+            # nn.Conv2d; the depthwise (grouped) convolutions are left alone.
             return list(_POINTWISE)
+        if kind == "houlsby":
+            return [name for name, _ in self.net.named_modules() if name.startswith("_blocks.") and name.count(".") == 1]
         return []
 
 
@@ -107,7 +103,7 @@ def _load() -> EfficientNetLite:
 
 BACKBONES.add("efficientnet-lite0", BackboneSpec(
     name="efficientnet-lite0", modality="image", dim=1280, params=3_371_008, loader=_load, default=True,
-    recommended_adapter="linear-probe",
+    recommended_adapter="linear-probe", arch="cnn",
     extra={"identity": {"v": 1, "pre": "short256-crop224-(x-127)/128", "pool": "mean"}},
     description="EfficientNet-Lite0 ImageNet CNN (224x224, 1280-d), offline",
 ))

@@ -26,8 +26,6 @@ from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
 from lepton.backbones.model_folder import PICKLE_SUFFIXES, TOKENIZER_FILES, check_model_folder, check_preprocessing
 from lepton.errors import IncompatibleError, LeptonError, ModelError
 
-ALL_ADAPTERS = ("linear-probe", "full", "lora", "partial")
-
 # model_type -> modality for folders whose files alone do not say it (e.g. a bare config + weights).
 _VISION_TYPES = {
     "vit", "deit", "beit", "dinov2", "dinov2_with_registers", "dinov3_vit", "convnext", "convnextv2", "resnet",
@@ -35,6 +33,8 @@ _VISION_TYPES = {
     "levit", "poolformer", "pvt", "pvt_v2", "focalnet", "hiera", "data2vec-vision", "bit", "dit", "vit_msn",
     "vit_mae", "clip_vision_model", "siglip_vision_model", "siglip2_vision_model", "timm_wrapper", "hgnet_v2",
 }
+_CNN_TYPES = {"resnet", "convnext", "convnextv2", "efficientnet", "mobilenet_v1", "mobilenet_v2", "regnet", "bit",
+              "poolformer", "hgnet_v2"}
 _AUDIO_TYPES = {
     "wav2vec2", "wav2vec2-conformer", "wav2vec2-bert", "hubert", "wavlm", "whisper", "audio-spectrogram-transformer",
     "data2vec-audio", "unispeech", "unispeech-sat", "sew", "sew-d", "clap_audio_model", "speech_to_text",
@@ -122,9 +122,7 @@ def lora_targets(model: nn.Module) -> list[str]:
 
 
 class HFBackbone(Backbone):
-    """Shared parts: the adapter check. Subclasses set modality and implement preprocess/forward_features."""
-
-    supports: tuple[str, ...] = ALL_ADAPTERS
+    """Shared parts: where adapters go. Subclasses set modality and implement preprocess/forward_features."""
 
     def __init__(self, model: nn.Module, dim: int, lora: list[str] | None = None):
         super().__init__()
@@ -132,14 +130,47 @@ class HFBackbone(Backbone):
         self.dim = int(dim)
         self._lora = lora
 
-    def modules_for(self, adapter: str) -> list[str]:
-        if adapter not in self.supports:
-            raise IncompatibleError(
-                f"backbone '{self.name}' does not support the '{adapter}' adapter; adapters that work: {', '.join(self.supports)}"
-            )
-        if adapter == "lora":
+    def targets(self, kind: str) -> list[str]:
+        leaves = {name for name, m in self.model.named_modules() if name and _linear_like(m)}
+        if kind == "attention":
             return list(self._lora) if self._lora else lora_targets(self.model)
-        return []  # linear-probe / full need no particular modules
+        if kind == "houlsby":
+            return _first_pair(leaves, _HOULSBY_PAIRS)
+        if kind in ("ia3", "ia3-feedforward"):
+            from peft.utils.constants import (TRANSFORMERS_MODELS_TO_IA3_FEEDFORWARD_MODULES_MAPPING as FF,
+                                              TRANSFORMERS_MODELS_TO_IA3_TARGET_MODULES_MAPPING as TARGETS)
+
+            # peft's own per-architecture choice (keys, values and the feed-forward output), else the same found by
+            # name: the key and value projections, and the feed-forward output (IA3 scales its input activations).
+            model_type = getattr(getattr(self.model, "config", None), "model_type", "")
+            found = [t for t in TARGETS.get(model_type, []) if any(n.endswith(t) for n in leaves)]
+            if found:
+                return [t for t in FF.get(model_type, []) if t in found] if kind == "ia3-feedforward" else found
+            ff = self.targets("houlsby")[1:]
+            if kind == "ia3-feedforward":
+                return ff
+            return (_first_pair(leaves, [("key", "value"), ("k_proj", "v_proj"), ("k_lin", "v_lin")])
+                    or self.targets("attention")) + ff
+        return []
+
+
+def _first_pair(leaves: set[str], pairs: list[tuple[str, ...]]) -> list[str]:
+    for pair in pairs:
+        if all(any(n == p or n.endswith("." + p) for n in leaves) for p in pair):
+            return list(pair)
+    return []
+
+
+# Where Houlsby et al. put their bottlenecks: after the attention output projection and after the feed-forward
+# output projection, before each residual sum and LayerNorm.
+_HOULSBY_PAIRS = [
+    ("attention.output.dense", "output.dense"),  # BERT, RoBERTa, MiniLM, ViT, DeiT, DINOv2
+    ("attention.o_proj", "mlp.fc2"),  # ViT in transformers 5
+    ("attention.out_proj", "feed_forward.output_dense"),  # wav2vec2, HuBERT, WavLM
+    ("self_attn.out_proj", "fc2"),  # Whisper, CLIP, SigLIP, BART
+    ("attention.out_lin", "ffn.lin2"),  # DistilBERT
+    ("o_proj", "down_proj"),  # Llama-style
+]
 
 
 # ---------------------------------------------------------------- text
@@ -157,6 +188,9 @@ class HFText(HFBackbone):
         super().__init__(model, dim, lora)
         self.tokenizer = tokenizer
         self.max_length = max_length  # the loop may set it from RunConfig.max_length
+        # Prompt and prefix tuning set a module here that extends the model's inputs (soft tokens, a key/value
+        # prefix) and says how many leading positions to drop before pooling.
+        self.prompt: nn.Module | None = None
         import inspect
 
         params = inspect.signature(model.forward).parameters
@@ -213,7 +247,10 @@ class HFText(HFBackbone):
             if self.model.config._attn_implementation != want:
                 self.model.set_attn_implementation(want)
         inputs = {k: v for k, v in batch.items() if k in self._accepts}
-        hidden = self.model(**inputs).last_hidden_state  # (N, T, dim)
+        strip = 0
+        if self.prompt is not None:
+            inputs, strip = self.prompt(self.model, inputs)
+        hidden = self.model(**inputs).last_hidden_state[:, strip:]  # (N, T, dim)
         m = mask.unsqueeze(-1).to(torch.float32)
         return (hidden.float() * m).sum(1) / m.sum(1).clamp(min=1e-9)  # (N, dim)
 
@@ -575,6 +612,7 @@ def folder_spec(path: str | os.PathLike, modality: str | None = None) -> Backbon
         description=f"Local Hugging Face model ({cfg.get('model_type', 'unknown type')}) from {folder}",
         loader=lambda: load_folder(folder, mod, name),
         recommended_adapter="lora" if mod == "text" else "linear-probe",
+        arch="cnn" if cfg.get("model_type") in _CNN_TYPES else "transformer",
         # identity keys the frozen-feature cache: a re-saved folder must not reuse old features.
         extra={"source": "folder", "path": str(folder), "model_type": cfg.get("model_type"),
                "identity": {"path": str(folder), "files": _fingerprint(folder)}},

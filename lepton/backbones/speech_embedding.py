@@ -63,7 +63,6 @@ class SpeechEmbedding(Backbone):
     dim = 96
     trainable = False
     external_params = 330_000  # the two ONNX graphs (mel front end + embedding)
-    supports = ("linear-probe",)
     sample_rate = 16000
     clip_seconds = 2.0
 
@@ -113,19 +112,9 @@ class SpeechEmbedding(Backbone):
         feats = emb.reshape(n, count, self.dim).mean(1)  # (N, 96)
         return torch.from_numpy(np.ascontiguousarray(feats)).to(input_values.device)
 
-    def modules_for(self, adapter: str) -> list[str]:
-        if adapter in self.supports:
-            return []
-        raise IncompatibleError(
-            f"backbone '{self.name}' runs in ONNX Runtime, not torch, so its weights cannot train: the '{adapter}' "
-            f"adapter does not apply. Adapters that work: {', '.join(self.supports)}. For LoRA or full fine-tuning "
-            "on audio, use a Hugging Face audio model (e.g. a local wav2vec2/HuBERT folder)."
-        )
-
-
 BACKBONES.add("speech-embedding", BackboneSpec(
     name="speech-embedding", modality="audio", dim=96, params=SpeechEmbedding.external_params, loader=SpeechEmbedding, default=True,
-    recommended_adapter="linear-probe", supports=("linear-probe",),
+    recommended_adapter="linear-probe", trainable=False,
     # identity keys the frozen-feature cache: bump "v" when preprocessing or pooling changes.
     extra={"identity": {"v": 1, "window_s": SpeechEmbedding.clip_seconds, "pool": "mean"}},
     description="Google speech-embedding CNN (openWakeWord front end, 16 kHz, 2 s window, 96-d); frozen, ONNX, offline",

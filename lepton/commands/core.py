@@ -210,15 +210,17 @@ def cmd_backbones(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("adapters", "List registered adapters", _list_args)
+@command("adapters", "List registered adapters: what each trains, its options and the backbones it wraps", _list_args)
 def cmd_adapters(args: argparse.Namespace) -> int:
     from lepton.adapters import ADAPTERS
 
-    rows = [{"name": n, "frozen": a.frozen, "default_lr": a.default_lr, "default_epochs": a.default_epochs,
-             "description": a.description} for n, a in ADAPTERS.items()]
+    rows = [cls.describe() for _, cls in ADAPTERS.items()]
     if args.json:
         print_json(rows)
         return 0
     for r in rows:
         print(f"{r['name']:<14}{'frozen' if r['frozen'] else 'trains':<8}lr {r['default_lr']:<8g}{r['description']}")
+        print(f"{'':<22}when: {r['when']}")
+        for o in r["options"]:
+            print(f"{'':<22}--adapter-option {o['name']}={o['default']}  {o['help']}")
     return 0

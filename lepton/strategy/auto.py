@@ -97,7 +97,7 @@ def training(config: Any, ctx: dict[str, Any], trainable: bool, window_s: float 
         if config.lr is None and "lr" in a:
             changes["lr"] = a["lr"]
         if "depth" in a:
-            changes["partial_blocks"] = a["depth"]
+            changes["adapter_options"] = {"k": a["depth"]}
         if isinstance(a.get("res"), int) and config.image_size != a["res"]:
             changes["image_size"] = a["res"]
         out.reasons.append(f"recipe from the learned policy: {adapter}" + (f" at lr {a['lr']:g}" if "lr" in a else "")

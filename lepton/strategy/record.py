@@ -48,7 +48,8 @@ def recipe_config(action: dict[str, Any], data: str, minutes: float | None, seed
     from lepton.config import RunConfig
 
     return RunConfig(**{"data": data, "adapter": action["adapter"], "lr": action.get("lr"), "max_minutes": minutes,
-                        "seed": seed, "partial_blocks": action.get("depth", 2), "controller": "recorder",
+                        "seed": seed, "adapter_options": {"k": action["depth"]} if "depth" in action else {},
+                        "controller": "recorder",
                         "image_size": action["res"] if isinstance(action.get("res"), int) else None, **fixed})
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lepton.adapters import ADAPTERS
 from lepton.config import RunConfig, StudyConfig
 from lepton.errors import LeptonError
 from lepton.jobs.status import Status
@@ -38,7 +39,6 @@ MIN_TRIAL_S = 30.0  # a trial shorter than this is the probe and little else
 STUDIES: Registry[type["Strategy"]] = Registry("strategy")
 
 # The search space random and TPE share: (adapter, lr range) and the options each adapter adds.
-LR_RANGE = {"linear-probe": (1e-3, 1e-1), "lora": (1e-4, 5e-3), "full": (1e-5, 2e-3), "partial": (3e-5, 3e-3)}
 IMAGE_SIZES = (96, 128, 160, 224)
 
 
@@ -54,8 +54,10 @@ class Strategy:
     name = ""
     description = ""
 
-    def __init__(self, config: StudyConfig, modality: str, trainable: bool):
-        self.config, self.modality, self.trainable = config, modality, trainable
+    def __init__(self, config: StudyConfig, modality: str, supports: list[str]):
+        """supports: the adapters that can wrap the study's backbone (its search space draws on the registry)."""
+        self.config, self.modality, self.supports = config, modality, list(supports)
+        self.trainable = any(not ADAPTERS.get(a).frozen for a in supports)
 
     def planned_trials(self) -> int:
         """How many trials the budget is split into (the last one gets what is left)."""
@@ -69,8 +71,10 @@ class Strategy:
         raise NotImplementedError
 
 
-def adapters_for(modality: str, trainable: bool) -> list[str]:
-    return ["linear-probe", "lora", "full", "partial"] if trainable else ["linear-probe"]
+def searched_options(adapter: str) -> dict[str, list]:
+    """The adapter's options a study searches over (the `search` values in its Options fields)."""
+    return {f.name: list(f.metadata["search"]) for f in dataclasses.fields(ADAPTERS.get(adapter).Options)
+            if "search" in f.metadata}
 
 
 class _Optuna(Strategy):
@@ -79,8 +83,8 @@ class _Optuna(Strategy):
     def sampler(self):
         raise NotImplementedError
 
-    def __init__(self, config: StudyConfig, modality: str, trainable: bool):
-        super().__init__(config, modality, trainable)
+    def __init__(self, config: StudyConfig, modality: str, supports: list[str]):
+        super().__init__(config, modality, supports)
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -92,14 +96,12 @@ class _Optuna(Strategy):
 
     def distributions(self, params: dict[str, Any]) -> dict[str, Any]:
         D = self.optuna.distributions
-        out: dict[str, Any] = {"adapter": D.CategoricalDistribution(adapters_for(self.modality, self.trainable))}
+        out: dict[str, Any] = {"adapter": D.CategoricalDistribution(self.supports)}
         a = params.get("adapter")
-        if a in LR_RANGE:
-            out[f"lr_{a}"] = D.FloatDistribution(*LR_RANGE[a], log=True)
-        if a == "partial":
-            out["partial_blocks"] = D.IntDistribution(1, 6)
-        if a == "lora":
-            out["lora_r"] = D.CategoricalDistribution([4, 8, 16])
+        if a in ADAPTERS:
+            out[f"lr_{a}"] = D.FloatDistribution(*ADAPTERS.get(a).lr_range, log=True)
+            for name, choices in searched_options(a).items():
+                out[f"{a}.{name}"] = D.CategoricalDistribution(choices)
         if self.modality == "image" and a != "linear-probe":
             out["image_size"] = D.CategoricalDistribution(list(IMAGE_SIZES))
         return {k: v for k, v in out.items() if k in params}
@@ -129,13 +131,11 @@ class _Optuna(Strategy):
 
     def propose(self, number: int, seconds_left: float) -> Proposal | None:
         trial = self.study.ask()
-        adapter = trial.suggest_categorical("adapter", adapters_for(self.modality, self.trainable))
-        o: dict[str, Any] = {"adapter": adapter, "lr": trial.suggest_float(f"lr_{adapter}", *LR_RANGE[adapter], log=True)}
-        if adapter == "partial":
-            o["partial_blocks"] = trial.suggest_int("partial_blocks", 1, 6)
-        if adapter == "lora":
-            o["lora_r"] = trial.suggest_categorical("lora_r", [4, 8, 16])
-            o["lora_alpha"] = 2 * o["lora_r"]
+        adapter = trial.suggest_categorical("adapter", self.supports)
+        o: dict[str, Any] = {"adapter": adapter,
+                             "lr": trial.suggest_float(f"lr_{adapter}", *ADAPTERS.get(adapter).lr_range, log=True),
+                             "adapter_options": {name: trial.suggest_categorical(f"{adapter}.{name}", choices)
+                                                 for name, choices in searched_options(adapter).items()}}
         if self.modality == "image" and adapter != "linear-probe":
             o["image_size"] = trial.suggest_categorical("image_size", list(IMAGE_SIZES))
         self.pending[number] = trial
@@ -210,7 +210,8 @@ class PolicyStudy(Strategy):
         if not ranked:
             return None
         a = START_ACTIONS[ranked[0]]
-        o = {"adapter": a["adapter"], "lr": a.get("lr"), "controller": "policy", "partial_blocks": a.get("depth", 2)}
+        o = {"adapter": a["adapter"], "lr": a.get("lr"), "controller": "policy",
+             "adapter_options": {"k": a["depth"]} if "depth" in a else {}}
         if isinstance(a.get("res"), int):
             o["image_size"] = a["res"]
         return Proposal(o, params={"action": ranked[0]}, note="the policy's next-ranked recipe")
@@ -267,8 +268,7 @@ def run_study(config: StudyConfig, emit: Emit = null_emit, *, study_id: str | No
     budget = config.budget_minutes * 60
     from lepton.model import backbone_spec
 
-    trainable = backbone_spec(base, ds.modality).build().trainable
-    strategy = STUDIES.get(config.strategy)(config, ds.modality, trainable)
+    strategy = STUDIES.get(config.strategy)(config, ds.modality, list(backbone_spec(base, ds.modality).supports))
     trials = [_trial_view(t) for t in prior]
     strategy.told([t for t in trials if t["status"] != "interrupted"])
     emit("log", level="info", message=f"study {study_id}: {config.strategy}, {config.budget_minutes:g} min on "
@@ -412,10 +412,7 @@ def _describe(cfg: RunConfig) -> str:
     if cfg.controller == "policy" and not cfg.adapter:
         return "the policy's recipe"
     parts = [cfg.adapter or "auto", f"lr {cfg.lr:.2g}" if cfg.lr else ""]
-    if cfg.adapter == "partial":
-        parts.append(f"top {cfg.partial_blocks} blocks")
-    if cfg.adapter == "lora":
-        parts.append(f"r={cfg.lora_r}")
+    parts += [f"{k}={v}" for k, v in cfg.adapter_options.items()]
     if cfg.image_size:
         parts.append(f"{cfg.image_size}px")
     return ", ".join(p for p in parts if p)
@@ -429,7 +426,7 @@ def summary(study_id: str, config: StudyConfig, trials: list[dict], seconds: flo
                            "seconds": round(seconds, 1), "best": None, "test": None}
     if best:
         m = best["result"]["metrics"]
-        keys = ("adapter", "lr", "image_size", "partial_blocks", "lora_r", "controller", "max_minutes")
+        keys = ("adapter", "lr", "image_size", "adapter_options", "controller", "max_minutes")
         out["best"] = {"run_id": best["run_id"], "config": {k: best["config"].get(k) for k in keys},
                        "val_macro_f1": _val(best), "kept": m.get("kept")}
         out["test"] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}

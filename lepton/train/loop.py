@@ -27,12 +27,12 @@ from safetensors.torch import load_file, save_file
 
 from lepton import __version__, baseline, paths, transfer
 from lepton.companions import COMPANIONS, best_weight, blend
-from lepton.adapters import ADAPTERS, AdapterOptions
+from lepton.adapters import ADAPTERS
 from lepton.config import RunConfig
 from lepton.data import Dataset, Example, check_path, ingest, load_dataset
 from lepton.errors import DataError, RunError
 from lepton.evaluate import metrics as score, report as full_report
-from lepton.model import backbone_spec, build_backbone, wrap
+from lepton.model import backbone_spec, build_backbone, check_supported, wrap
 from lepton.strategy import CONTROLLERS, auto
 from lepton.strategy.base import Context, Controller, EpochReport
 from lepton.train import probe as probe_mod
@@ -211,6 +211,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
             optim.add_param_group({"params": adapter.unfreeze(model, state["depth"] - adapter.depth)})
         trained.load_state_dict(ck["model"], strict=False)
         optim.load_state_dict(ck["optim"])
+        adapter.load_extra_state(ck.get("adapter") or {})
         progress.add(len(train[0]) * (state["epoch"] + state["batch"] / steps_per_epoch)
                      * (0.01 if frozen else TRAIN_COST), "train", "resumed", force=True)
         emit("log", level="info", message=f"resumed at epoch {state['epoch'] + 1}, step {state['step']}")
@@ -218,7 +219,8 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     def save_last() -> None:
         state["budget_used"] = budget.used()
         tmp = last_ckpt.with_suffix(".tmp")
-        torch.save({"model": _trainable_state(trained), "optim": optim.state_dict(), "state": dict(state)}, tmp)
+        torch.save({"model": _trainable_state(trained), "optim": optim.state_dict(), "state": dict(state),
+                    "adapter": adapter.extra_state()}, tmp)
         tmp.replace(last_ckpt)  # atomic: a kill mid-write leaves the previous checkpoint intact
         emit("checkpoint", path=str(last_ckpt), epoch=state["epoch"], step=state["step"])
 
@@ -256,7 +258,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
             lr_now = set_lr(state["step"])
             with autocast(device, bf16 and not frozen):
                 logits = fwd(x)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(logits.float(), y) + adapter.extra_loss(model)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -264,6 +266,7 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
                 grad_sum += norm.detach()
                 epoch_grad += norm.detach()
             optim.step()
+            adapter.after_step(model, state["step"], progress_of(state["step"]))
             state["step"] += 1
             state["batch"] = b + 1
             loss_sum += loss.detach()
@@ -384,10 +387,11 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     progress.add(0, "save", "saving the model", force=True)
     if kept == "probe":  # the untuned backbone + the probe's head: what the report's "pretrained" column scored
         ship = {f"head.{k}": v for k, v in _probe_head(probe, backbone.dim, ds.num_classes).state_dict().items()}
-        meta_model = {"backbone": base.name, "adapter": "linear-probe", "head": "probe", "partial_blocks": None}
+        meta_model = {"backbone": base.name, "adapter": "linear-probe", "head": "probe", "adapter_options": {}}
     else:
         ship = transfer.saved_state(model) if config.from_run else _trainable_state(model)
-        meta_model = {"backbone": spec.name, "adapter": adapter_name, "head": head_kind, "partial_blocks": state["depth"]}
+        meta_model = {"backbone": spec.name, "adapter": adapter_name, "head": head_kind,
+                      "adapter_options": adapter.saved_options()}
     meta_model["from_run"] = spec.extra.get("from_run")  # lineage, even when the probe ships
     _ship(run_dir / "model", ship, {"lepton_version": __version__, "run_id": run_id, "modality": ds.modality,
                                     "classes": ds.classes, **meta_model, "dim": backbone.dim}, config, kept,
@@ -414,7 +418,6 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
 def preflight(config: RunConfig) -> None:
     """Cheap checks before a run is created or queued, so a typo fails at once and leaves no run behind."""
     from lepton.backbones import resolve_backbone
-    from lepton.errors import IncompatibleError
 
     for ref in filter(None, (config.data, config.test_data)):
         if Path(ref).expanduser().exists() or Path(ref).expanduser().is_symlink():
@@ -425,9 +428,8 @@ def preflight(config: RunConfig) -> None:
     spec = resolve_backbone(config.backbone, modality) if config.backbone else None
     if config.adapter:
         ADAPTERS.get(config.adapter)  # raises a RegistryError listing valid names
-        if spec is not None and config.adapter not in spec.supports:
-            raise IncompatibleError(f"backbone '{spec.name}' does not support the '{config.adapter}' adapter; "
-                                    f"use one of: {', '.join(spec.supports)}")
+        if spec is not None:
+            check_supported(spec, config.adapter)
     if config.controller:
         CONTROLLERS.get(config.controller)
     if config.from_run:  # the source exists, has finished and fits
@@ -458,9 +460,10 @@ def _probe(backbone, base, spec, config: RunConfig, splits: dict[str, tuple[Data
 
 def _build(backbone, spec, config: RunConfig, ds: Dataset, probe, emit: Emit):
     """The adapter and the model around the backbone; the head starts from the probe (LP-FT) or the source run's."""
-    head_kind = "probe" if config.head_init == "probe" else "classification"
+    probe_head = config.head_init == "probe" or ADAPTERS.get(config.adapter).head_init == "probe"
+    head_kind = "probe" if probe_head else "classification"
     torch.manual_seed(config.seed)  # the head's init must not depend on how the backbone loaded
-    adapter, model = wrap(backbone, spec, config.adapter, AdapterOptions.from_config(config), ds.num_classes, head_kind)
+    adapter, model = wrap(backbone, spec, config.adapter, config.adapter_options, ds.num_classes, head_kind)
     model.update_bn_stats = config.bn_update
     if head_kind == "probe":
         model.head.load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
@@ -496,8 +499,7 @@ def _ship(model_dir: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any
         (model_dir / stale).unlink(missing_ok=True)
     if companion is not None:
         companion.save(model_dir, weight)
-    meta = {**meta, "max_length": config.max_length, "image_size": config.image_size,
-            "lora": {"r": config.lora_r, "alpha": config.lora_alpha, "dropout": config.lora_dropout}, "kept": kept,
+    meta = {**meta, "max_length": config.max_length, "image_size": config.image_size, "kept": kept,
             "companion": {"kind": companion.kind, "weight": weight} if companion is not None else None}
     (model_dir / "meta.json").write_text(json.dumps(meta, indent=2))
 

@@ -18,7 +18,8 @@ from lepton.ui import data as data_ui
 
 CUSTOM = "__custom__"
 # Fields the page sets through its own widgets (dataset, backbone and adapter pickers, run name).
-EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "backbone", "adapter", "name"}
+EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "backbone", "adapter", "name",
+            "adapter_options"}
 GROUP_TITLES = {"model": "Model", "training": "Training", "system": "System"}
 
 
@@ -39,23 +40,26 @@ def backbones(modality: str) -> list[dict]:
 def adapters() -> dict[str, dict]:
     from lepton.adapters import ADAPTERS
 
-    return {name: {"description": cls.description, "frozen": bool(cls.frozen), "default_lr": cls.default_lr,
-                   "default_epochs": cls.default_epochs} for name, cls in ADAPTERS.items()}
+    return {name: {"description": cls.description, "when": cls.when, "frozen": bool(cls.frozen),
+                   "default_lr": cls.default_lr, "default_epochs": cls.default_epochs} for name, cls in ADAPTERS.items()}
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def trainable_table(backbone: str, modality: str, n_classes: int) -> dict[str, dict]:
+    """Trainable / total parameters of every adapter that wraps this backbone, at default options (one build)."""
+    from lepton.adapters import trainable_counts
+    from lepton.backbones import resolve_backbone
+
+    return trainable_counts(resolve_backbone(backbone, modality), n_classes)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def trainable_count(backbone: str, modality: str, adapter: str, n_classes: int, lora_r: int = 8,
-                    lora_alpha: int = 16) -> dict:
-    """Trainable / total parameters of backbone+adapter+head. Loads real weights: only on demand, cached."""
-    from lepton.adapters import Adapter, AdapterOptions, get_adapter
+def trainable_count(backbone: str, modality: str, adapter: str, n_classes: int, options: tuple = ()) -> dict:
+    """Trainable / total parameters of backbone+adapter+head with these options. Loads real weights: on demand, cached."""
+    from lepton.adapters import trainable_counts
     from lepton.backbones import resolve_backbone
-    from lepton.heads import classification_head
 
-    spec = resolve_backbone(backbone, modality)
-    bb = spec.build()
-    model = get_adapter(adapter, AdapterOptions(lora_r, lora_alpha, 0.0)).wrap(bb, classification_head(spec.dim, n_classes))
-    c = Adapter.count(model)
-    return {"trainable": int(c["trainable"]), "total": int(c["total"]), "fraction": float(c["fraction"])}
+    return trainable_counts(resolve_backbone(backbone, modality), n_classes, {adapter: dict(options)})[adapter]
 
 
 # ---------------------------------------------------------------- form widgets from RunConfig fields
@@ -166,8 +170,6 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str
     for f in dataclasses.fields(RunConfig):
         if f.name in EXPLICIT:
             continue
-        if f.name.startswith("lora_") and adapter != "lora" or f.name == "partial_blocks" and adapter != "partial":
-            continue  # only meaningful for that adapter
         if f.name == "max_length" and modality != "text":
             continue
         groups.setdefault(f.metadata.get("group", "training"), []).append(f)
@@ -181,6 +183,8 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str
         with container:
             if group == "training":
                 st.markdown("**Training**")
+            if group == "model" and adapter:
+                values["adapter_options"] = adapter_option_widgets(adapter)
             cols = st.columns(3)
             for i, f in enumerate(fields):
                 with cols[i % 3]:
@@ -189,6 +193,24 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str
                     else:
                         values[f.name] = field_widget(f, hints[f.name], placeholders.get(f.name))
     return values
+
+
+def adapter_option_widgets(adapter: str) -> dict[str, Any]:
+    """The adapter's own options, one widget per field of its Options dataclass; only changed values are kept."""
+    from lepton.adapters import ADAPTERS
+
+    options = ADAPTERS.get(adapter).Options
+    fields = dataclasses.fields(options)
+    if not fields:
+        return {}
+    st.markdown(f"**{adapter} options**")
+    hints = typing.get_type_hints(options)
+    cols = st.columns(3)
+    chosen = {}
+    for i, f in enumerate(fields):
+        with cols[i % 3]:
+            chosen[f.name] = field_widget(f, hints[f.name], key_prefix=f"opt_{adapter}_")
+    return {k: v for k, v in chosen.items() if v is not None and v != getattr(options(), k)}
 
 
 # ---------------------------------------------------------------- page sections
@@ -258,9 +280,17 @@ def pick_adapter(spec: dict | None) -> tuple[str, dict]:
     key = f"train_adapter_{CUSTOM if spec is None or spec.get('custom') else spec['name']}"
     if st.session_state.get(key) not in names:
         st.session_state[key] = AUTO
-    name = st.selectbox("Adapter", names, key=key, format_func=lambda a: "Auto (recommended)" if a == AUTO else a,
-                        help="What trains: only a head on frozen features, all weights, small LoRA matrices, or the "
-                             "top blocks. Auto picks one for this data and time budget.")
+    counts = st.session_state.get("_adapter_counts", {}).get(spec["name"]) if spec else None
+
+    def label(a: str) -> str:
+        if a == AUTO:
+            return "Auto (recommended)"
+        pct = f" · {counts[a]['fraction']:.2%} trains" if counts and a in counts else ""
+        return f"{a}{pct} · {info[a]['when']}"
+
+    name = st.selectbox("Adapter", names, key=key, format_func=label,
+                        help="What trains: a head on frozen features, every weight, the top blocks, or a small "
+                             "parameter-efficient module. Auto picks one for this data and time budget.")
     if name == AUTO:
         st.caption("Lepton first fits a logistic probe on the untuned backbone (it measures the backbone's speed "
                    "and sets the bar), then chooses the adapter, learning rate and schedule for the time budget, and "
@@ -297,20 +327,32 @@ def auto_inputs(dataset_id: str, max_minutes: float | None, image_size: int | No
 
 
 def parameter_count(backbone: str, modality: str, adapter: str, n_classes: int, values: dict[str, Any]) -> None:
+    """On demand (it loads the weights): what each adapter trains on this backbone, shown in the adapter picker,
+    and the chosen adapter's count with the options set below."""
     if not backbone:
         return
-    args = (backbone, modality, adapter, n_classes, int(values.get("lora_r") or 8), int(values.get("lora_alpha") or 16))
-    done: set = st.session_state.setdefault("_counted", set())
-    if args not in done:
+    options = tuple(sorted((values.get("adapter_options") or {}).items()))
+    counted = st.session_state.setdefault("_adapter_counts", {})
+    if backbone not in counted:
         if not st.button("Count trainable parameters", icon=":material/calculate:", key="count_params",
-                         help="Builds the model once (loads its weights), so it takes a few seconds the first time."):
+                         help="Builds the model once (loads its weights) and counts what every adapter trains on it, "
+                              "so it takes a few seconds the first time."):
             return
+        with common.guard("Could not build the model to count its parameters"), st.spinner("Building the model…"):
+            counted[backbone] = trainable_table(backbone, modality, n_classes)
+    if backbone not in counted:
+        return
     with common.guard("Could not build the model to count its parameters"):
-        with st.spinner("Building the model…"):
-            c = trainable_count(*args)
-        done.add(args)
-        st.markdown(f":material/calculate: **{c['trainable']:,}** trainable parameters of "
-                    f"{common.fmt_count(c['total'])} ({c['fraction']:.2%})")
+        if adapter:
+            c = counted[backbone][adapter] if not options else trainable_count(backbone, modality, adapter, n_classes,
+                                                                                  options)
+            st.markdown(f":material/calculate: **{c['trainable']:,}** trainable parameters of "
+                        f"{common.fmt_count(c['total'])} ({c['fraction']:.2%})")
+        with st.expander("What each adapter trains on this backbone", icon=":material/table:"):
+            info = adapters()
+            st.dataframe([{"adapter": a, "trainable": c["trainable"], "share": f"{c['fraction']:.2%}",
+                           "when to pick it": info[a]["when"]} for a, c in counted[backbone].items()],
+                         hide_index=True, width="stretch")
 
 
 def build_config(dataset_id: str, backbone: str, adapter: str, values: dict[str, Any], name: str | None,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import time
@@ -67,7 +68,7 @@ def server(tmp_path_factory):
 
 def choose(page, key: str, prefix: str) -> None:
     page.locator(f".st-key-{key} input[role='combobox']").click()
-    page.locator("[role='option']").filter(has_text=prefix).first.click()
+    page.locator("[role='option']").filter(has_text=re.compile("^" + re.escape(prefix))).first.click()
     idle(page)
 
 
@@ -97,8 +98,9 @@ def run_status(server, run_id: str) -> str:
         return c.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()[0]
 
 
-def start_training(page, modality: str, backbone: str, adapter: str, **fields) -> str:
-    """From a dataset's "Train on this dataset" to a filled Train form; returns the command line shown."""
+def start_training(page, modality: str, backbone: str, adapter: str, options: dict | None = None, **fields) -> str:
+    """From a dataset's "Train on this dataset" to a filled Train form; returns the command line shown.
+    options: the adapter's own options, set in the Model options section."""
     page.locator(".st-key-to_train button").first.click()
     page.wait_for_url("**/train?dataset=*")
     idle(page)
@@ -108,14 +110,19 @@ def start_training(page, modality: str, backbone: str, adapter: str, **fields) -
     assert page.get_by_text("min: none given").count() == 1  # the budget it picks from the dataset's size
     assert modality != "image" or page.get_by_text("px: the images are about").count() == 1
     shot(page, f"{modality}_02_train_auto")
-    choose(page, f"train_adapter_{backbone}", adapter)
+    choose(page, f"train_adapter_{backbone}", adapter + " ·")
+    if options:
+        page.get_by_text("Model options").click()
+        for key, value in options.items():
+            number(page, f"opt_{adapter}_{key}", value)
     if "log_every" in fields:
         page.get_by_text("System options").click()
     for key, value in fields.items():
         number(page, f"cfg_{key}", value)
     page.get_by_text("Reproduce from the command line").click()
     # The form reruns after each value; wait until the command line shows all of them.
-    wanted = [f"--backbone {backbone}", f"--adapter {adapter}"] + [f"--{k.replace('_', '-')} {v}" for k, v in fields.items()]
+    wanted = ([f"--backbone {backbone}", f"--adapter {adapter}"] + [f"--{k.replace('_', '-')} {v}" for k, v in fields.items()]
+              + [f"--adapter-option {k}={v}" for k, v in (options or {}).items()])
     code = page.locator("[data-testid='stCode']").first
     deadline = time.monotonic() + 30
     while not all(w in (text := code.text_content() or "") for w in wanted):
@@ -206,19 +213,26 @@ def test_text_upload_train_watch_reload_finish_predict(server, page, tmp_path, c
     shot(page, "text_06_playground")
 
 
-@pytest.mark.parametrize("modality,archive,backbone,suffixes", [
-    ("image", "shapes.zip", "tiny-image", (".png", ".jpg", ".jpeg")),
-    ("audio", "spoken_words.zip", "tiny-audio", (".wav", ".flac", ".ogg")),
+# Each a different kind of adapter: Houlsby bottlenecks with an option set in the form, and peft's IA3.
+@pytest.mark.parametrize("modality,archive,backbone,suffixes,adapter,options", [
+    ("image", "shapes.zip", "tiny-image", (".png", ".jpg", ".jpeg"), "houlsby", {"bottleneck": 8}),
+    ("audio", "spoken_words.zip", "tiny-audio", (".wav", ".flac", ".ogg"), "ia3", {}),
 ])
-def test_media_upload_train_finish_predict(server, page, tmp_path, modality, archive, backbone, suffixes):
+def test_media_upload_train_finish_predict(server, page, tmp_path, modality, archive, backbone, suffixes, adapter,
+                                           options):
     src = tmp_path / f"e2e_{archive}"
     shutil.copy(DEMO / archive, src)
     upload_dataset(page, server, src)
     shot(page, f"{modality}_01_data_uploaded")
-    start_training(page, modality, backbone, "linear-probe", epochs=5)
+    start_training(page, modality, backbone, adapter, options, epochs=3)
     shot(page, f"{modality}_02_train_form")
     run_id, _ = click_start(page)
     wait_finished(page, server, run_id)
+    import sqlite3
+
+    with sqlite3.connect(server.home / "lepton.db", timeout=10) as c:
+        config = json.loads(c.execute("SELECT config FROM runs WHERE id=?", (run_id,)).fetchone()[0])
+    assert config["adapter"] == adapter and config["adapter_options"] == options
     shot(page, f"{modality}_03_finished")
     page.locator(".st-key-to_playground button").first.click()
     page.wait_for_url("**/playground?run=*")

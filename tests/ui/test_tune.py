@@ -32,7 +32,7 @@ def test_tune_page_shows_a_finished_study_and_refuses_an_unknown_one(lhome, tmp_
     data = write_csv(tmp_path / "s.csv", n=48)
     env = dict(os.environ, PYTHONPATH=str(REPO))
     out = subprocess.run([sys.executable, "-m", "lepton", "tune", "--data", str(data), "--backbone", "tiny-text",
-                          "--strategy", "random", "--budget-minutes", "0.75", "--max-trials", "3"],
+                          "--strategy", "random", "--budget-minutes", "0.6", "--max-trials", "3"],
                          capture_output=True, text=True, timeout=300, env=env, cwd=str(REPO))
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
