@@ -82,12 +82,11 @@ def main() -> None:
                                train_s=m["train_seconds"], epochs=m["epochs_run"], wall_s=res["seconds"],
                                peak_rss_mb=res["peak_rss_mb"])
                 rows.append(row)
+                if args.json:  # after every run: a long sweep that is stopped keeps what it measured
+                    args.json.write_text(json.dumps(rows, indent=2))
                 print(f"{name} seed {seed} {adapter}: " + (row.get("error") or
                       f"macro-F1 {row['macro_f1']:.3f}, {row['trainable']:,} trainable, {row['epochs']} epochs, "
                       f"{row['train_s']:.0f} s training, {row['peak_rss_mb']:.0f} MB"), file=sys.stderr, flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
-
     ok = [r for r in rows if "error" not in r]
     for name in dict.fromkeys(r["dataset"] for r in rows):
         rs = [r for r in rows if r["dataset"] == name]

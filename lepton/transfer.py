@@ -87,7 +87,8 @@ def adapted_backbone(run: str | Path) -> Any:
 
 
 def merge_lora(module: Any) -> int:
-    """Fold every peft LoRA layer into its base layer and put the base layer back; returns how many."""
+    """Fold every peft adapter layer (LoRA, DoRA, AdaLoRA, LoHa, LoKr, OFT, IA3) into its base layer and put the
+    base layer back; returns how many. Houlsby bottlenecks and prompts stay as modules of the backbone."""
     try:
         from peft.tuners.tuners_utils import BaseTunerLayer
     except ImportError:  # pragma: no cover - peft is a dependency; without it there is no LoRA to merge

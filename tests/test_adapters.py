@@ -131,20 +131,30 @@ def test_run_config_options_from_flags_and_old_files():
     assert RunConfig.from_dict({"data": "d", "adapter": "partial", "lora_r": 8, "partial_blocks": 3}).adapter_options == {"k": 3}
 
 
+REAL = [("efficientnet-lite0", a) for a in ("houlsby", "ia3", "bitfit", "lora", "oft")] + \
+       [("minilm-l6", a) for a in ("houlsby", "ia3", "adalora", "prefix", "prompt")]
+
+
 @pytest.mark.integration
-@pytest.mark.parametrize("adapter", ["houlsby", "ia3", "bitfit", "lora", "oft"])
-def test_convolutional_variants_on_the_real_efficientnet(adapter):
-    spec = BACKBONES.get("efficientnet-lite0")
+@pytest.mark.parametrize("backbone, adapter", REAL, ids=[f"{a}-{b}" for b, a in REAL])
+def test_adapters_on_the_real_pretrained_backbones(backbone, adapter):
+    spec = BACKBONES.get(backbone)
     ad, model, batch, before = _wrapped(adapter, spec)
     with torch.no_grad():
-        assert torch.allclose(model.features(batch), before, atol=1e-4)
+        after = model.features(batch)
+    if ADAPTERS.get(adapter).identity_at_init:
+        assert torch.allclose(after, before, atol=1e-4)
+    else:  # extra positions to attend to: the features move from the start, and stay finite
+        assert torch.isfinite(after).all() and not torch.allclose(after, before, atol=1e-4)
     names = [n for n, p in model.backbone.named_parameters() if p.requires_grad]
     total = sum(p.numel() for p in model.backbone.parameters())
     assert 0 < sum(p.numel() for p in model.backbone.parameters() if p.requires_grad) < 0.2 * total
     if adapter == "bitfit":  # its convolutions have no bias: the BatchNorm biases train
         assert names and all(n.endswith(".bias") and "_bn" in n for n in names)
-    if adapter == "houlsby":  # a 1x1-conv bottleneck after every MBConv block
+    if adapter == "houlsby" and spec.arch == "cnn":  # a 1x1-conv bottleneck after every MBConv block
         assert len({n.split(".houlsby")[0] for n in names}) == len(spec.build().net._blocks)
+    if adapter == "houlsby" and spec.arch == "transformer":  # after attention and after the feed-forward, per layer
+        assert len({n.split(".houlsby")[0] for n in names}) == 2 * len(model.backbone.blocks())
 
 
 def test_adapalora_keeps_its_rank_state_for_resume():
@@ -165,3 +175,25 @@ def test_adapalora_keeps_its_rank_state_for_resume():
     again, *_ = _wrapped("adalora", spec, {"init_r": 6, "target_r": 2})
     again.load_extra_state(copy.deepcopy(state))
     assert again.extra_state()["rank_pattern"] == state["rank_pattern"] and again.final
+
+
+@pytest.mark.parametrize("adapter", ["houlsby", "prompt"])
+def test_a_warm_start_keeps_training_the_source_runs_own_modules(adapter):
+    """A backbone adapted by a run (--from) already carries its bottlenecks or prompt: the same adapter on top
+    trains those on, instead of stacking a second set (or silently replacing the trained one)."""
+    spec = BACKBONES.get("tiny-text")
+    ad, model, batch, _ = _wrapped(adapter, spec)
+    with torch.no_grad():
+        for p in model.backbone.parameters():
+            if p.requires_grad:
+                p.add_(0.05)  # "trained"
+        first = model.features(batch)
+    count = sum(1 for _ in model.backbone.modules())
+    again = get_adapter(adapter).wrap(model.backbone, classification_head(model.backbone.dim, 3)).eval()
+    assert sum(1 for _ in again.backbone.modules()) == count
+    with torch.no_grad():
+        assert torch.allclose(again.features(batch), first)
+    assert any(p.requires_grad for p in again.backbone.parameters())
+    if adapter == "prompt":
+        with pytest.raises(IncompatibleError, match="already carries a SoftPrompt"):
+            get_adapter("prefix").wrap(model.backbone, classification_head(model.backbone.dim, 3))

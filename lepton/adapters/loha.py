@@ -20,7 +20,7 @@ class LoHaOptions(StrictConfig):
 class LoHa(PeftAdapter):
     name = "loha"
     description = "Low-rank Hadamard product (FedPara / LyCORIS): two low-rank pairs multiplied elementwise, via peft"
-    when = "a higher effective rank than LoRA for the same parameters; slower steps"
+    when = "a higher effective rank than LoRA for the same number of parameters"
     Options = LoHaOptions
     prefix = "hada_"
 

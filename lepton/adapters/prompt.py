@@ -62,7 +62,14 @@ class PromptTuning(Adapter):
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         self.check(backbone)
         backbone.requires_grad_(False)
-        backbone.prompt = self.module(backbone)
+        kept, fresh = backbone.prompt, self.module(backbone)
+        if kept is not None and type(kept) is not type(fresh):
+            raise IncompatibleError(f"backbone '{backbone.name}' already carries a {type(kept).__name__} from the run it "
+                                    f"continues; the '{self.name}' adapter would replace it: continue with the same "
+                                    "adapter, or start from the pretrained backbone")
+        if kept is None:
+            backbone.prompt = fresh
+        backbone.prompt.requires_grad_(True)  # a warm start's own prompt trains on
         return Classifier(backbone, head)
 
     def module(self, backbone: Any) -> nn.Module:

@@ -13,7 +13,6 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from lepton.errors import IncompatibleError
 from lepton.registry import Registry
 
 

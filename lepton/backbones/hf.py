@@ -24,7 +24,7 @@ from torch import nn
 
 from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
 from lepton.backbones.model_folder import PICKLE_SUFFIXES, TOKENIZER_FILES, check_model_folder, check_preprocessing
-from lepton.errors import IncompatibleError, LeptonError, ModelError
+from lepton.errors import LeptonError, ModelError
 
 # model_type -> modality for folders whose files alone do not say it (e.g. a bare config + weights).
 _VISION_TYPES = {

@@ -22,7 +22,6 @@ import torch
 
 from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
 from lepton.backbones.hf import waveforms
-from lepton.errors import IncompatibleError
 
 WINDOW = 76  # mel frames per embedding window
 STRIDE = 8  # mel frames between windows (80 ms)
