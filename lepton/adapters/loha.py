@@ -11,7 +11,9 @@ from lepton.config import StrictConfig, opt
 
 @dataclass
 class LoHaOptions(StrictConfig):
-    r: int = opt(8, "Rank of each of the two Hadamard-multiplied low-rank factors", min=1, max=256, search=(4, 8))
+    """LoHa's and LoKr's options (peft's LyCORIS family)."""
+
+    r: int = opt(8, "Rank of the low-rank factors", min=1, max=256, search=(4, 8))
     alpha: int = opt(8, "Scaling alpha (the update is scaled by alpha / r)", min=1, max=512)
     dropout: float = opt(0.0, "Rank dropout", min=0.0, max=0.9)
 

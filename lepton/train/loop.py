@@ -358,14 +358,9 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     probe_probs = probe.probs(pre["test"].numpy()) if len(test[0]) else np.zeros((0, ds.num_classes))
     kept, why = _keep(trained_any, state["best"], probe_f1, bool(val[0]), config.keep_probe, stopped)
     probs = tuned_probs if kept == "fine-tuned" else probe_probs
-    companion, weight, val_f1 = None, 0.0, None
-    if config.companion and ds.modality in COMPANIONS and val[0] and test[0]:
-        # The modality's classical companion, blended with the shipped model where that validates higher.
-        kept_val = (_predict(fwd, batch_of, "val", len(val[0]), bs, lengths["val"], device, bf16 and not frozen, None)[0]
-                    if kept == "fine-tuned" else probe.probs(pre["val"].numpy()))
-        companion, weight, val_f1 = _companion(ds, train, val, kept_val, config.seed, emit)
-        if weight:
-            probs = blend(probs, companion.probs([test_ds.load(e.x) for e in test[0]]), weight)
+    kept_val = lambda: (_predict(fwd, batch_of, "val", len(val[0]), bs, lengths["val"], device,  # noqa: E731
+                                 bf16 and not frozen, None)[0] if kept == "fine-tuned" else probe.probs(pre["val"].numpy()))
+    probs, companion, weight, val_f1 = _with_companion(config, ds, test_ds, train, val, test, probs, kept_val, emit)
     rep = full_report(test[1], probs, ds.classes, refs=[e.ref for e in test[0]])
     rep["kept"] = {"model": kept, "why": why, "probe_val_macro_f1": probe_f1,
                    "finetuned_val_macro_f1": state["best"] if trained_any else None,
@@ -640,6 +635,18 @@ def _keep(trained: bool, tuned_val: float, probe_val: float, has_val: bool, keep
         return "probe", (f"the fine-tuned model scored {tuned_val:.3f} on validation, below the untuned backbone's "
                          f"logistic probe ({probe_val:.3f}): never ship worse than the probe")
     return "fine-tuned", f"it scored {tuned_val:.3f} on validation, the probe {probe_val:.3f}"
+
+
+def _with_companion(config: RunConfig, ds: Dataset, test_ds: Dataset, train, val, test, probs: np.ndarray,
+                    kept_val: Callable[[], np.ndarray], emit: Emit):
+    """The modality's classical companion, blended with the shipped model where that validates higher:
+    (test probabilities, the companion or None, its blend weight, that blend's validation macro-F1)."""
+    if not (config.companion and ds.modality in COMPANIONS and val[0] and test[0]):
+        return probs, None, 0.0, None
+    companion, weight, val_f1 = _companion(ds, train, val, kept_val(), config.seed, emit)
+    if weight:
+        probs = blend(probs, companion.probs([test_ds.load(e.x) for e in test[0]]), weight)
+    return probs, companion, weight, val_f1
 
 
 def _companion(ds: Dataset, train, val, kept_val: np.ndarray, seed: int, emit: Emit):
