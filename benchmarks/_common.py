@@ -203,3 +203,13 @@ def trainer_run(splits: dict[str, list[dict[str, str]]], adapter: str, *, paddin
         res["accuracy"] = float(np.mean(pred.predictions.argmax(-1) == pred.label_ids))
     res["wall_s"] = time.perf_counter() - t0
     return res
+
+
+def minilm_lora_run(root: Path, epochs: int = 2) -> str:
+    """A real finished MiniLM + LoRA run on the demo topics (the text default), for export and serving figures."""
+    from lepton.config import RunConfig
+    from lepton.train import run
+
+    folder, _ = write_text_data(root, 1)
+    return run(RunConfig(data=str(folder), backbone=BACKBONE, adapter="lora", epochs=epochs, batch_size=32, seed=0,
+                         keep_probe=False, companion=False))["run_id"]

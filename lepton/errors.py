@@ -27,3 +27,7 @@ class RunError(LeptonError):
 
 class ModelError(LeptonError):
     """A model folder or hub snapshot that cannot be loaded safely: bad config, missing or unsafe weights, custom code."""
+
+
+class ExportError(LeptonError):
+    """An export that cannot be made, or whose artefact does not predict what the run did."""

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from safetensors.torch import load_file
 
@@ -24,9 +25,9 @@ from lepton.model import build_backbone, wrap
 
 
 def resolve_run_dir(ref: str | Path) -> Path:
-    """A run folder, a run id, or a unique prefix of one."""
+    """A run folder, a run id, a unique prefix of one, or a folder `lepton export --format safetensors` wrote."""
     p = Path(ref).expanduser()
-    if (p / "config.yaml").exists():
+    if (p / "config.yaml").exists() or is_export(p):
         return p
     runs = paths.runs_dir()
     if (runs / str(ref) / "config.yaml").exists():
@@ -44,13 +45,24 @@ META_FIELDS = {"backbone": str, "modality": str, "adapter": str, "classes": list
 META_LIMIT = 16 * 1024**2  # meta.json holds names and numbers; a larger one is not ours
 
 
+def is_export(folder: Path) -> bool:
+    """A folder `lepton export` wrote: meta.json at its top and no run around it."""
+    return (folder / "meta.json").is_file() and not (folder / "config.yaml").exists()
+
+
 def _run_file(run_dir: Path, rel: str) -> Path:
-    """A file of a run folder that is there and regular (a FIFO planted in its place would block the reader)."""
+    """A file of a run folder that is there and regular (a FIFO planted in its place would block the reader).
+    In an exported folder the model's files sit at the top instead of under model/."""
+    if is_export(run_dir):
+        rel = rel.removeprefix("model/")
     path = run_dir / rel
     what = filetypes.special(path)
     if what:
         raise RunError(f"run '{run_dir.name}': `{rel}` is {what}, not a regular file; the run folder has been "
                        "tampered with: train the run again")
+    if not path.is_file() and is_export(run_dir):
+        raise RunError(f"`{run_dir}` is an export without {rel}: an ONNX folder is served with `lepton serve FOLDER --onnx` "
+                       "or loaded with onnxruntime; a pt2 folder with torch.export.load")
     if not path.is_file():
         raise RunError(f"run '{run_dir.name}' has no saved model yet (it has not finished); wait or pick another run")
     return path
@@ -108,7 +120,7 @@ def _companion(run_dir: Path) -> tuple[Any, float]:
     for rel in ("model/companion.json", "model/companion.safetensors"):
         _run_file(run_dir, rel)
     try:
-        found = load(run_dir / "model")
+        found = load(run_dir if is_export(run_dir) else run_dir / "model")
     except Exception as e:  # noqa: BLE001 - SafetensorError, JSON, missing keys: all "damaged"
         raise RunError(f"run '{run_dir.name}': its companion model (model/companion.*) is damaged ({e}): "
                        "train the run again") from None
@@ -154,11 +166,14 @@ class Predictor:
         return cls(model, meta, run_dir)
 
     @torch.no_grad()
+    def network_probs(self, items: list[Any]) -> np.ndarray:
+        """(N, C) class probabilities of the network alone (no companion blend), from loaded items."""
+        return self.model(self.model.backbone.preprocess(items)).float().softmax(-1).numpy()
+
     def predict_batch(self, inputs: list[Any]) -> list[dict[str, Any]]:
         t0 = time.perf_counter()
         items = [load_item(self.modality, x) for x in inputs]
-        logits = self.model(self.model.backbone.preprocess(items)).float()
-        probs = logits.softmax(-1).numpy()
+        probs = self.network_probs(items)
         if self.companion is not None:  # the run shipped a blend with its classical companion (lepton/companions.py)
             probs = blend(probs, self.companion[0].probs(items), self.companion[1])
         ms = (time.perf_counter() - t0) * 1000 / max(len(inputs), 1)

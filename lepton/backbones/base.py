@@ -75,6 +75,11 @@ class Backbone(nn.Module):
         lists = [m for m in self.modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
         return list(max(lists, key=len)) if lists else []
 
+    def save_preprocessing(self, folder: Any) -> list[str]:
+        """Write what turns raw inputs into this backbone's tensors (tokenizer, image processor, recipe) into an
+        export folder, for runtimes outside Lepton; returns the file names. Nothing by default."""
+        return []
+
     def collate_key(self, batch: dict[str, torch.Tensor]) -> int:
         """Length used for bucketing (text: tokens); 0 where it does not apply."""
         return 0

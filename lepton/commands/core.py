@@ -96,15 +96,24 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _predict_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run", help="run id, id prefix or run folder")
-    p.add_argument("inputs", nargs="+", help="files (image/audio/text) or literal text")
+    p.add_argument("run", help="run id, id prefix, run folder or safetensors export folder")
+    p.add_argument("inputs", nargs="*", help="files (image/audio/text) or literal text")
+    p.add_argument("--batch", metavar="PATH", help="a CSV/TSV/JSONL, .txt, folder or .zip of inputs: one CSV row each")
+    p.add_argument("--out", default="preds.csv", help="with --batch: the CSV to write (default preds.csv)")
 
 
-@command("predict", "Predict inputs with a finished run; one JSON line per input", _predict_args)
+@command("predict", "Predict inputs with a finished run; one JSON line per input, or a CSV with --batch", _predict_args)
 def cmd_predict(args: argparse.Namespace) -> int:
     from lepton.predict import Predictor
 
+    if bool(args.inputs) == bool(args.batch):
+        raise DataError("give inputs, or --batch PATH (not both)")
     pred = Predictor.load(args.run)
+    if args.batch:
+        from lepton.batch import predict_batch
+
+        print_json(predict_batch(pred, args.batch, args.out))
+        return 0
     for inp in args.inputs:
         p = Path(inp)
         if p.is_file():

@@ -19,6 +19,7 @@ PAGES = [
     ("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/transfer.py", "Transfer", ":material/swap_horiz:"),
     (common.PAGE_PLAYGROUND, "Playground", ":material/science:"),
+    ("pages/export.py", "Export", ":material/ios_share:"),
 ]
 
 

@@ -417,12 +417,13 @@ def final_report(run: dict, report: dict) -> None:
 
 def extensions(run: dict, report: dict) -> None:
     """The finished run's evaluation tabs and transfer section, each failing on its own."""
-    from lepton.ui import report as report_ui, transfer as transfer_ui
+    from lepton.ui import export as export_ui, report as report_ui, transfer as transfer_ui
 
     with common.guard("Could not show the evaluation"):
         report_ui.run_report(run, report)
     with common.guard("Could not show the transfer results"):
         transfer_ui.run_section(run)
+    export_ui.serve_panel(run)
 
 
 def details(run: dict) -> None:

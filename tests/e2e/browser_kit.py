@@ -84,6 +84,12 @@ def goto(page, server, path: str) -> None:
     idle(page)
 
 
+def no_errors(page) -> None:
+    """No exception box and no error alert on the page (the first one's text is the failure message)."""
+    errors = page.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
+    assert errors.count() == 0, errors.first.inner_text()
+
+
 def shot(page, name: str) -> None:
     """A full-page screenshot in artifacts/e2e/, to look at after `make test`."""
     time.sleep(1.5)  # plotly and canvas tables draw a moment after they appear

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 import pytest
 from tiny_data import train_tiny_run, write_word_csv
-from browser_kit import ART, app_env, goto, idle, shot, streamlit_app
+from browser_kit import ART, app_env, goto, idle, no_errors, shot, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
@@ -36,11 +36,6 @@ def server(tmp_path_factory):
     runs["c"] = train_tiny_run(env, "--data", str(tgt), "--from", runs["a"], "--epochs", "2", "--name", "hotels warm start")
     with streamlit_app(env, root / "streamlit.log") as url:
         yield SimpleNamespace(url=url, home=home, runs=runs)
-
-
-def no_errors(page) -> None:
-    errors = page.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
-    assert errors.count() == 0, errors.first.inner_text()
 
 
 def test_compare_two_runs_from_a_shared_url(server, page):

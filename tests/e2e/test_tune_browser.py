@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 import pytest
 from tiny_data import write_word_csv
-from browser_kit import app_env, goto, idle, shot, streamlit_app
+from browser_kit import app_env, goto, idle, no_errors, shot, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
@@ -54,8 +54,7 @@ def test_a_study_started_in_the_browser_runs_and_links_its_best_run(server, page
         assert time.monotonic() < deadline, "the study did not finish in time"
         time.sleep(2)
     idle(page)
-    errors = page.locator("[data-testid='stException'], [data-testid='stAlertContentError']")
-    assert errors.count() == 0, errors.first.inner_text()
+    no_errors(page)
     assert page.locator(".js-plotly-plot").count() >= 3
     shot(page, "tune_03_finished")
     page.get_by_role("button", name="Open best run").click()

@@ -1,0 +1,143 @@
+"""How long each dashboard page takes to load in a real Chromium, idle and with two jobs training.
+
+A real `streamlit run app.py` on a fresh LEPTON_HOME with: one finished MiniLM + LoRA run on the demo topics (the
+report every finished run's page shows: pretrained comparison, embedding map, calibration, mistakes), two finished
+tiny-text runs with long curves (thousands of steps), and, for the second phase, two tiny-text jobs training in a
+`lepton worker --concurrency 2` (long enough to outlast the measurement). Each page is loaded --loads times in a
+fresh tab; a load is the time from navigation until the app reports `data-test-script-state="notRunning"` with its
+main blocks drawn. The first load of each page after the server starts is reported on its own (`_first_s`) and not
+counted in p50/p95.
+
+    .venv/bin/python benchmarks/dashboard.py [--loads 10]
+
+Last lines: `<page>_p50_s_idle`, `<page>_p95_s_idle`, `<page>_p50_s_two_jobs`, `<page>_p95_s_two_jobs`,
+`<page>_first_s`, for page in home, runs, run_page, live_run_page, compare_page, playground.
+Goal (issue 12): p95 <= 1.0 s for every page with two jobs training, <= 0.5 s idle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+sys.path.insert(0, str(REPO / "tests"))
+
+from _common import home, load_line, table  # noqa: E402
+from browser_kit import CHROME_ARGS, CHROMIUM, IDLE_JS, app_env, streamlit_app  # noqa: E402
+from tiny_data import write_word_csv  # noqa: E402
+
+WORDS = {"pos": ["great", "lovely", "superb", "brilliant"], "neg": ["awful", "poor", "dreadful", "miserable"],
+         "mid": ["fine", "okay", "average", "plain"]}
+
+
+def lepton(env: dict, *args: str, timeout: float = 600) -> dict:
+    res = subprocess.run([sys.executable, "-m", "lepton", *args], capture_output=True, text=True, env=env,
+                         cwd=str(REPO), timeout=timeout)
+    if res.returncode:
+        raise SystemExit(f"lepton {' '.join(args)} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])  # every verb used here ends with one JSON line
+
+
+def load_once(browser, url: str) -> float:
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1600})
+    page = ctx.new_page()
+    page.set_default_timeout(120_000)
+    t0 = time.perf_counter()
+    page.goto(url)
+    page.wait_for_selector('[data-testid="stApp"]')
+    time.sleep(0.05)  # the first script run has to start before "not running" means "finished"
+    page.wait_for_function(IDLE_JS)
+    page.wait_for_selector('[data-testid="stMainBlockContainer"] [data-testid="stVerticalBlock"]')
+    took = time.perf_counter() - t0
+    ctx.close()
+    return took
+
+
+def p95(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, round(0.95 * (len(xs) - 1)))]
+
+
+def measure(browser, url: str, pages: dict[str, str], loads: int, first: dict[str, float] | None) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {k: [] for k in pages}
+    if first is not None:
+        for name, path in pages.items():
+            first[name] = load_once(browser, url + path)
+    for _ in range(loads):  # pages in turn, so each sees the same mix of machine load
+        for name, path in pages.items():
+            times[name].append(load_once(browser, url + path))
+    return times
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--loads", type=int, default=10)
+    args = ap.parse_args()
+    root = home("dashboard")
+    print(load_line("start"))
+    env = app_env(root, LEPTON_NO_WORKER="1")
+    data = write_word_csv(root.parent / "reviews.csv", WORDS, "the film {i} was {word}, really {word}", 1500)
+    report_run = lepton(env, "train", "--data", str(REPO / "assets" / "demo" / "topics.csv"), "--adapter", "lora",
+                        "--epochs", "2", "--name", "topics lora")["run_id"]
+    long_runs = [lepton(env, "train", "--data", str(data), "--backbone", "tiny-text", "--batch-size", "4",
+                        "--epochs", str(epochs), "--lr", lr, "--name", f"reviews {epochs} epochs")["run_id"]
+                 for epochs, lr in ((8, "0.003"), (6, "0.001"))]
+    from playwright.sync_api import sync_playwright
+
+    pages = {"home": "/", "runs": "/runs", "run_page": f"/runs?run={report_run}",
+             "compare_page": f"/compare?runs={report_run},{long_runs[0]},{long_runs[1]}&metric=val/macro_f1&x=epoch",
+             "playground": f"/playground?run={report_run}"}
+    results: dict[str, dict[str, list[float]]] = {}
+    first: dict[str, float] = {}
+    worker = None
+    with streamlit_app(env, root.parent / "streamlit.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROME_ARGS)
+        results["idle"] = measure(browser, url, pages, args.loads, first)
+        worker = subprocess.Popen([sys.executable, "-m", "lepton", "worker", "--concurrency", "2", "--no-spare"],
+                                  cwd=str(REPO), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            live = [lepton(env, "submit", "--data", str(data), "--backbone", "tiny-text", "--batch-size", "4",
+                           "--epochs", "10000", "--max-minutes", "60", "--name", f"training {i}")["run_id"]
+                    for i in range(2)]
+            deadline = time.monotonic() + 120
+            while sum(lepton(env, "status", r, "--json")["status"] == "running" for r in live) < 2:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the two jobs did not start training within 2 minutes")
+                time.sleep(1)
+            time.sleep(5)  # both are past their probe and into epochs
+            two = {**pages, "live_run_page": f"/runs?run={live[0]}"}
+            results["two_jobs"] = measure(browser, url, two, args.loads, first)
+            for r in live:
+                lepton(env, "cancel", r)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+        browser.close()
+    names = list(results["two_jobs"])
+    rows = []
+    for n in names:
+        idle, busy = results["idle"].get(n), results["two_jobs"][n]
+        rows.append([n, f"{statistics.median(idle):.2f} / {p95(idle):.2f}" if idle else "–",
+                     f"{statistics.median(busy):.2f} / {p95(busy):.2f}", f"{first[n]:.2f}"])
+    print(table(rows, ["page", "idle p50 / p95 s", "two jobs p50 / p95 s", "first visit s"]))
+    print(load_line("end"))
+    for n in names:
+        if n in results["idle"]:
+            print(f"{n}_p50_s_idle: {statistics.median(results['idle'][n]):.3f}")
+            print(f"{n}_p95_s_idle: {p95(results['idle'][n]):.3f}")
+        print(f"{n}_p50_s_two_jobs: {statistics.median(results['two_jobs'][n]):.3f}")
+        print(f"{n}_p95_s_two_jobs: {p95(results['two_jobs'][n]):.3f}")
+        print(f"{n}_first_s: {first[n]:.3f}")
+
+
+if __name__ == "__main__":
+    main()
