@@ -189,7 +189,15 @@ def build_matrix(runs: list[dict[str, Any]], evaluations: Iterable[dict[str, Any
             "forgetting": (before["macro_f1"] - after["macro_f1"]) if before and usable else None,
         }
     return {"runs": [{k: r.get(k) for k in ("id", "name", "dataset", "dataset_name", "from_run")} for r in runs],
-            "datasets": [{"id": d, "name": n} for d, n in cols.items()], "cells": cells, "forgetting": forgetting}
+            "datasets": _unique_names(cols), "cells": cells, "forgetting": forgetting}
+
+
+def _unique_names(cols: dict[str, str]) -> list[dict[str, str]]:
+    """Columns keyed by dataset id; a name two datasets share gets the id beside it, so no two read the same."""
+    counts: dict[str, int] = {}
+    for n in cols.values():
+        counts[n] = counts.get(n, 0) + 1
+    return [{"id": d, "name": n if counts[n] == 1 or n == d else f"{n} ({d[:8]})"} for d, n in cols.items()]
 
 
 def run_rows(run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
@@ -210,7 +218,8 @@ def run_rows(run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
                 pass
         rows.append({"id": run["id"], "name": run.get("name") or run["id"],
                      "dataset": rep.get("test_dataset") or rep.get("dataset"),
-                     "dataset_name": rep.get("dataset_name"), "split": rep.get("split"),
+                     # the column is the run's test set: named by its own file (a --test-data file), not the training one
+                     "dataset_name": rep.get("test_dataset_name") or rep.get("dataset_name"), "split": rep.get("split"),
                      "macro_f1": rep.get("macro_f1"), "from_run": from_run,
                      "owner": run.get("owner"), "shared": run.get("shared")})
     return rows

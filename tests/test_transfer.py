@@ -226,6 +226,43 @@ def test_build_matrix_rules():
                                     "after": None, "forgetting": None}
 
 
+def test_runs_on_one_test_file_with_two_seeds_share_one_named_column(world):
+    """The issue-12 setup in small: a separate test file, runs with seeds 0 and 1 (one warm-started). The test
+    file is one dataset whatever the seed, named by its own file; the figure keeps one column per dataset."""
+    from lepton.commands.core import train_foreground
+    from lepton.transfer import transfer_matrix
+    from lepton.ui.transfer import matrix_figure
+
+    test_csv = write_text_csv(world["root"] / "reviews_test.csv", n=20, seed=11)
+    ids = [train_foreground(RunConfig(data=str(world["tgt"]), test_data=str(test_csv), backbone="tiny-text",
+                                      adapter="linear-probe", epochs=2, batch_size=8, seed=seed, name=f"seed {seed}",
+                                      from_run=from_run))["run_id"]
+           for seed, from_run in ((0, None), (1, None), (1, world["sources"]["lora"]))]
+    m = transfer_matrix(ids)
+    own = {m["cells"][r][d]["source"] for r in ids for d in m["cells"][r]}
+    test_cols = [d for d in m["datasets"] if any(d["id"] in m["cells"][r] for r in ids)]
+    assert len(test_cols) == 1 and test_cols[0]["name"] == "reviews_test" and own == {"own test report"}
+    fig = matrix_figure(m)
+    heat = fig.data[0]
+    assert len(heat.x) == len(m["datasets"]) and list(fig.layout.xaxis.ticktext) == [d["name"] for d in m["datasets"]]
+    for row, r in zip(heat.z, m["runs"]):  # every cell with a value holds its run's own number, none shifted
+        assert [v for v in row if v is not None] == [m["cells"][r["id"]][d["id"]]["macro_f1"]
+                                                     for d in m["datasets"] if d["id"] in m["cells"][r["id"]]]
+
+
+def test_datasets_that_share_a_name_get_distinct_labels():
+    from lepton.transfer import build_matrix
+    from lepton.ui.transfer import matrix_figure
+
+    runs = [{"id": "a", "name": "same", "dataset": "D1aaaaaaaa", "dataset_name": "target", "macro_f1": 0.9},
+            {"id": "b", "name": "same", "dataset": "D2bbbbbbbb", "dataset_name": "target", "macro_f1": 0.5}]
+    m = build_matrix(runs, [])
+    assert [d["name"] for d in m["datasets"]] == ["target (D1aaaaaa)", "target (D2bbbbbb)"]
+    heat = matrix_figure(m).data[0]
+    assert list(heat.x) == [0, 1] and list(heat.y) == [0, 1]  # positions: plotly cannot merge two rows named "same"
+    assert [list(row) for row in heat.z] == [[0.9, None], [None, 0.5]]
+
+
 # ---------------------------------------------------------------- the store
 def test_store_evaluations_and_migration_from_v1(tmp_path):
     from lepton.jobs.store import SCHEMA_VERSION, Store

@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +19,8 @@ from job_fixtures import bad_csv, job_csv, job_home, run_lepton, spawn_worker, w
 from lepton.config import RunConfig
 from lepton.jobs import launcher
 from lepton.jobs.store import get_store, pid_alive
+
+REPO = Path(__file__).resolve().parents[1]
 
 # ~24 steps per epoch: long enough to act on mid-run, short enough for a resume to finish quickly.
 LONG_ROWS, LONG_EPOCHS = 160, 6  # many epochs left after the first checkpoint, however fast the machine
@@ -116,6 +121,13 @@ def test_cancel_crash_and_shutdown_of_running_jobs(job_home, long_csv, spawn_wor
     runs = {rid: wait_for(lambda rid=rid: training(rid), 90, what=f"{rid} to start training")
             for rid in (cancel_id, crash_id, shutdown_id)}
     assert sorted(st.live_workers()[0]["run_ids"]) == sorted(runs)  # the heartbeat names its children
+    import psutil
+
+    base = psutil.Process(worker.pid).nice()  # the jobs give way to the dashboard: nice 10 above their worker
+    assert {psutil.Process(r["child_pid"]).nice() for r in runs.values()} == {min(19, base + 10)}
+    if "OMP_NUM_THREADS" not in os.environ:  # three jobs on this machine's cores: a share each
+        share = str(max(1, (os.cpu_count() or 1) // 3))
+        assert {psutil.Process(r["child_pid"]).environ().get("OMP_NUM_THREADS") for r in runs.values()} == {share}
 
     # 1. Cancel from the CLI: the worker terminates the child and marks the run cancelled within seconds.
     t0 = time.monotonic()
@@ -202,3 +214,30 @@ def test_job_processes_spin_briefly_unless_told_otherwise(job_home, monkeypatch,
     for k, v in given.items():
         monkeypatch.setenv(k, v)
     assert child_env().get("GOMP_SPINCOUNT") == expected
+
+
+@pytest.mark.parametrize("given,threads,expected", [
+    ({}, None, None),  # one job at a time: torch picks its own (one thread per core)
+    ({}, 1, "1"),  # several at once: each its share of the cores, not a thread per core each
+    ({"OMP_NUM_THREADS": "4"}, 1, "4"),  # the user's own setting wins
+])
+def test_jobs_that_train_together_share_the_cores(job_home, monkeypatch, given, threads, expected):
+    from lepton.jobs.worker import Worker, child_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    for k, v in given.items():
+        monkeypatch.setenv(k, v)
+    assert child_env(threads).get("OMP_NUM_THREADS") == expected
+    assert Worker(concurrency=1).threads is None
+    assert Worker(concurrency=os.cpu_count() or 1).threads == 1 and Worker(concurrency=99).threads == 1
+
+
+@pytest.mark.parametrize("setting,added", [(None, 10), ("3", 3), ("0", 0), ("-5", 0), ("high", 0)])
+def test_job_processes_lower_their_priority_as_lepton_job_nice_says(setting, added):
+    env = {k: v for k, v in os.environ.items() if k != "LEPTON_JOB_NICE"}
+    if setting is not None:
+        env["LEPTON_JOB_NICE"] = setting
+    code = "import os; b = os.nice(0); from lepton.jobs.child import lower_priority; lower_priority(); print(b, os.nice(0))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=str(REPO), check=True)
+    before, after = map(int, out.stdout.split())
+    assert after == min(19, before + added)

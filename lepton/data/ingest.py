@@ -116,7 +116,11 @@ def _ingest(
         splits, layout, more = _assign_splits(examples, got.has_splits, forced, seed, val_fraction, test_fraction)
         warnings += more + _duplicate_warnings(examples, splits)
         # 6. content address: same content -> same id -> reuse
-        split_opts = {"seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction, "split": forced}
+        # Seed and fractions enter only when they chose the splits: a separate test file (forced split) or data
+        # with its own train/test folders is the same dataset whatever --seed the run that brought it had.
+        chosen = forced is None and not got.has_splits
+        split_opts = {"seed": seed if chosen else 0, "val_fraction": val_fraction if chosen else 0.1,
+                      "test_fraction": test_fraction if chosen else 0.1, "split": forced}
         content_hash = _content_hash(mod.name, got.columns, split_opts, examples, splits)
         ds_id = content_hash[:ID_LEN]
         target = paths.datasets_dir() / ds_id

@@ -33,6 +33,7 @@ from lepton.jobs.store import get_store
 PRELOAD = ("lepton.train.loop", "transformers.models.bert.modeling_bert", "peft", "onnxruntime",
            "efficientnet_lite_pytorch")
 ORPHAN_CHECK_S = 1.0
+DEFAULT_NICE = 10
 HARD_EXIT_AFTER_S = 20.0  # if training ignores SIGTERM this long after the worker died, just go
 
 
@@ -127,7 +128,19 @@ def run_study(study_id: str) -> int:
     return 0
 
 
+def lower_priority() -> None:
+    """Training gives way to whoever is waiting for the machine: the dashboard, a server, a shell. At nice 10 the
+    kernel runs an interactive process first, and a job alone still gets every idle cycle. (Against two jobs
+    starving the dashboard, the bigger lever was fewer threads per job, worker.child_env; benchmarks/README.md.)
+    LEPTON_JOB_NICE sets how much (0 keeps the worker's priority). Before torch starts its threads: they inherit it."""
+    try:
+        os.nice(max(0, int(os.environ.get("LEPTON_JOB_NICE", DEFAULT_NICE))))
+    except (OSError, ValueError):
+        pass  # an unparsable setting or a refused call leaves the priority as it is; training goes on
+
+
 def main(argv: list[str]) -> int:
+    lower_priority()
     if len(argv) == 2 and argv[0] == "--study":
         return run_study(argv[1])
     spare = argv == ["--spare"]

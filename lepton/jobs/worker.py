@@ -79,12 +79,18 @@ def setup_logging() -> Path:
     return path
 
 
-def child_env() -> dict[str, str]:
-    """The environment for a child: ours, plus the path to this lepton (it may not be installed)."""
+def child_env(threads: int | None = None) -> dict[str, str]:
+    """The environment for a child: ours, plus the path to this lepton (it may not be installed).
+
+    threads: each job's share of the cores when several train at once. Without it every job starts one
+    torch thread per core, so two jobs on two cores run four threads that preempt each other and the
+    dashboard. A user's own OMP_NUM_THREADS wins."""
     env = dict(os.environ)
     env["LEPTON_HOME"] = str(paths.home())
     env["PYTHONUNBUFFERED"] = "1"
     polite_openmp(env)
+    if threads and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(threads)
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != root)])
     return env
@@ -117,6 +123,7 @@ class Worker:
     def __init__(self, concurrency: int = 1, poll: float = POLL_S, once: bool = False, store: Store | None = None,
                  spare: bool = True):
         self.concurrency = max(1, int(concurrency))
+        self.threads = max(1, (os.cpu_count() or 1) // self.concurrency) if self.concurrency > 1 else None
         self.poll = max(0.05, float(poll))
         self.once = once
         self.use_spare = spare and not once
@@ -242,10 +249,10 @@ class Worker:
             if self.store.requeue_study(st["id"], [Status.interrupted]):
                 log.info("study %s: queued to resume", st["id"])
 
-    @staticmethod
-    def _spawn(args: list[str], out: IO[bytes], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
+    def _spawn(self, args: list[str], out: IO[bytes], stdin: int = subprocess.DEVNULL) -> subprocess.Popen:
         return subprocess.Popen([sys.executable, "-m", "lepton.jobs.child", *args], stdin=stdin, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True, env=child_env(), close_fds=True)
+                                stderr=subprocess.STDOUT, start_new_session=True, env=child_env(self.threads),
+                                close_fds=True)
 
     def _keep_spare(self) -> None:
         """While no run trains, keep one spare child that has done its imports (it waits on stdin).

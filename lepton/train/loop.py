@@ -400,7 +400,8 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
                "steps": state["step"], "train_seconds": round(state["train_s"], 3),
                "trainable_params": counts["trainable"], "total_params": counts["total"] or counts_total,
                "stopped": stopped, "budget_seconds": budget.seconds, "image_size": config.image_size}
-    rep.update(run_id=run_id, dataset=ds.id, dataset_name=ds.name, test_dataset=test_ds.id, split=test_name,
+    rep.update(run_id=run_id, dataset=ds.id, dataset_name=ds.name, test_dataset=test_ds.id,
+               test_dataset_name=test_ds.name, modality=ds.modality, split=test_name,
                backbone=spec.name, adapter=adapter_name, summary=summary)
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2))
     result = {"run_id": run_id, "run_dir": str(run_dir), "status": "finished", "metrics": summary,

@@ -4,12 +4,28 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
+import numpy as np
 import plotly.graph_objects as go
 
 ACCENT = "#5b5bd6"
 PALETTE = ["#5b5bd6", "#e5484d", "#12a594", "#f76b15", "#8e4ec6", "#0090ff", "#ffc53d", "#6b7085"]
 SPLIT_COLORS = {"train": "#5b5bd6", "val": "#12a594", "test": "#f76b15"}
 SPLIT_NAMES = {"train": "train", "val": "validation", "test": "test"}
+MAX_POINTS = 2000  # per trace: more than a chart's pixel width shows nothing new and slows the browser down
+
+
+def thin(xs: Iterable, ys: Iterable, limit: int = MAX_POINTS) -> tuple[list, list]:
+    """At most `limit` points of a curve with its shape kept: MinMax-LTTB (tsdownsample) keeps every bucket's
+    spikes and both ends, where a plain stride would drop a loss spike. NaNs (a diverged step) are kept too."""
+    xs, ys = list(xs), list(ys)
+    if len(xs) <= limit:
+        return xs, ys
+    from tsdownsample import NaNMinMaxLTTBDownsampler
+
+    x, y = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+    order = np.argsort(x, kind="stable")  # the downsampler needs x sorted; a resumed run may repeat steps
+    idx = order[NaNMinMaxLTTBDownsampler().downsample(x[order], y[order], n_out=limit)]
+    return x[idx].tolist(), y[idx].tolist()
 
 
 def _layout(fig: go.Figure, title: str | None = None, height: int = 260, **kw: Any) -> go.Figure:
@@ -29,6 +45,7 @@ def curve(series: dict[str, tuple[list, list]], title: str, x_title: str = "step
           y_format: str | None = None, x_range: tuple[float, float] | None = None) -> go.Figure:
     """Line chart of named series {name: (xs, ys)}; markers when there are few points."""
     fig = go.Figure()
+    series = {name: thin(xs, ys) for name, (xs, ys) in series.items()}
     for i, (name, (xs, ys)) in enumerate(series.items()):
         few = len(xs) <= 30
         fig.add_trace(go.Scatter(x=list(xs), y=list(ys), name=name, mode="lines+markers" if few else "lines",

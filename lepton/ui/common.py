@@ -183,6 +183,26 @@ def set_query_param(name: str, value: str | None) -> None:
 
 
 # ---------------------------------------------------------------- core access (lazy imports keep pages light)
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A run's JSON file (report, plan, embeddings), parsed once per version of the file: the cache is keyed by
+    its modification time and size, so a rewritten report is read again and an unchanged one never is."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return _json_version(str(path), info.st_mtime_ns, info.st_size)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _json_version(path: str, mtime_ns: int, size: int) -> dict | None:
+    import json
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def store() -> Any:
     from lepton.jobs.store import get_store
 

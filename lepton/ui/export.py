@@ -88,14 +88,8 @@ def page() -> None:
         show_result(result)
 
 
-def serve_panel(run: dict) -> None:
+def serve_panel(run: dict, modality: str) -> None:
     """The command that serves this run, and a call to it: what a user copies into a terminal."""
-    from lepton.data import load_dataset
-
-    try:
-        modality = load_dataset((run.get("config") or {}).get("data")).modality
-    except Exception:  # noqa: BLE001 - its dataset is gone: the run still serves; show the text example
-        modality = "text"
     rid = run["id"]
     with st.expander("Serve it over HTTP", icon=":material/dns:", key="serve_panel"):
         st.code(f"lepton serve {shlex.quote(rid)} --port 8000", language="bash")

@@ -84,13 +84,6 @@ def reliability_figure(cal: dict[str, Any]) -> go.Figure:
 
 
 # ---------------------------------------------------------------- data
-def read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 @st.cache_data(show_spinner=False, max_entries=8)
 def read_predictions(path: str, stamp: float) -> pd.DataFrame:
     return pd.read_csv(path, keep_default_na=False, dtype={"ref": str, "x": str, "true": str, "pred": str,
@@ -118,6 +111,8 @@ def dataset_root(report: dict) -> Path | None:
 
 
 def modality_of(report: dict) -> str:
+    if report.get("modality"):  # reports from before it was recorded: ask the dataset
+        return report["modality"]
     try:
         from lepton.data import load_dataset
 
@@ -154,7 +149,7 @@ def pretrained_section(report: dict) -> None:
 
 
 def embedding_section(run_dir: Path) -> None:
-    doc = read_json(run_dir / "embeddings.json")
+    doc = common.read_json(run_dir / "embeddings.json")
     if not doc:
         st.caption("No embedding map for this run.")
         return
@@ -266,28 +261,32 @@ def example(row: Any, modality: str, root: Path | None) -> None:
 
 
 def downloads(run: dict, run_dir: Path, report: dict) -> None:
-    c = st.columns(2)
-    c[0].download_button("Report (JSON)", json.dumps(report, indent=2), file_name=f"{run['id']}-report.json",
-                         mime="application/json", icon=":material/download:", key=f"dl_report_{run['id']}")
+    c = st.columns(2)  # the files are read when a button is clicked, not held in memory on every rerun
+    c[0].download_button("Report (JSON)", lambda: json.dumps(report, indent=2), file_name=f"{run['id']}-report.json",
+                         mime="application/json", icon=":material/download:", key=f"dl_report_{run['id']}",
+                         on_click="ignore")
     pred = run_dir / "predictions.csv"
     if pred.exists():
-        c[1].download_button("Predictions (CSV)", pred.read_bytes(), file_name=f"{run['id']}-predictions.csv",
-                             mime="text/csv", icon=":material/download:", key=f"dl_pred_{run['id']}")
+        c[1].download_button("Predictions (CSV)", pred.read_bytes, file_name=f"{run['id']}-predictions.csv",
+                             mime="text/csv", icon=":material/download:", key=f"dl_pred_{run['id']}", on_click="ignore")
 
 
 def run_report(run: dict, report: dict) -> None:
     """The evaluation tabs of a finished run's page."""
     run_dir = Path(run.get("run_dir") or "")
+    sections = {
+        "Pretrained vs fine-tuned": ("the comparison", lambda: pretrained_section(report)),
+        "Embedding map": ("the embedding map", lambda: embedding_section(run_dir)),
+        "Calibration": ("the calibration", lambda: calibration_section(report)),
+        "Mistakes": ("the examples", lambda: misclassified_section(run["id"], run_dir, report)),
+        "Downloads": ("the downloads", lambda: downloads(run, run_dir, report)),
+    }
     with st.container(key="evaluation"):
         st.subheader("Evaluation")
-        tabs = st.tabs(["Pretrained vs fine-tuned", "Embedding map", "Calibration", "Mistakes", "Downloads"])
-        with tabs[0], common.guard("Could not show the comparison"):
-            pretrained_section(report)
-        with tabs[1], common.guard("Could not show the embedding map"):
-            embedding_section(run_dir)
-        with tabs[2], common.guard("Could not show the calibration"):
-            calibration_section(report)
-        with tabs[3], common.guard("Could not show the examples"):
-            misclassified_section(run["id"], run_dir, report)
-        with tabs[4]:
-            downloads(run, run_dir, report)
+        # on_change="rerun" makes the tabs lazy: only the open one's figures are built and sent, the rest when
+        # clicked (a finished run's page drew all five on every load, the embedding maps and mistakes included).
+        tabs = st.tabs(list(sections), key="rep_tabs", on_change="rerun")
+        for tab, (what, draw) in zip(tabs, sections.values()):
+            if tab.open:
+                with tab, common.guard(f"Could not show {what}"):
+                    draw()

@@ -6,9 +6,9 @@ one-second tick asks the store for what is new (after_id) instead of re-reading 
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
@@ -224,7 +224,7 @@ def actions(run: dict) -> None:
 
 def plan_section(run: dict) -> None:
     """What auto (or the policy) chose for this run and why, one line each, from the run's plan.json."""
-    plan = load_json(Path(run.get("run_dir") or "") / "plan.json")
+    plan = common.read_json(Path(run.get("run_dir") or "") / "plan.json")
     if not plan or not plan.get("reasons"):
         return
     with st.expander("How this run was planned", icon=":material/auto_awesome:", expanded=run["status"] in ACTIVE):
@@ -333,15 +333,8 @@ def planned_epochs(run: dict) -> int | None:
 
 
 # ---------------------------------------------------------------- the end of a run
-def load_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
 def load_report(run: dict) -> dict | None:
-    return load_json(Path(run.get("run_dir") or "") / "report.json")
+    return common.read_json(Path(run.get("run_dir") or "") / "report.json")
 
 
 def outcome(run: dict) -> None:
@@ -423,7 +416,7 @@ def extensions(run: dict, report: dict) -> None:
         report_ui.run_report(run, report)
     with common.guard("Could not show the transfer results"):
         transfer_ui.run_section(run)
-    export_ui.serve_panel(run)
+    export_ui.serve_panel(run, report_ui.modality_of(report))
 
 
 def details(run: dict) -> None:

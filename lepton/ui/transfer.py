@@ -27,12 +27,16 @@ def matrix_figure(m: dict[str, Any]) -> go.Figure:
     names = {r["id"]: r["name"] or r["id"] for r in runs}
     ylabels = [names[r["id"]] + (f" (from {names.get(r['from_run'], r['from_run'])})" if r.get("from_run") else "")
                for r in runs]
-    xlabels = [f"{c['name']}" for c in cols]
-    fig = go.Figure(go.Heatmap(z=z, x=xlabels, y=ylabels, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+    xlabels = [c["name"] for c in cols]
+    # Cells sit at positions, and names are only tick labels: plotly merges category axes by label, so two
+    # datasets (or runs) with the same name would share one column and shift the colours off their values.
+    xs, ys = list(range(len(cols))), list(range(len(runs)))
+    fig = go.Figure(go.Heatmap(z=z, x=xs, y=ys, text=text, texttemplate="%{text}", zmin=0, zmax=1,
+                               customdata=[[[yl, xl] for xl in xlabels] for yl in ylabels],
                                colorscale=[[0, "#f5f6fa"], [1, charts.ACCENT]], showscale=False, xgap=2, ygap=2,
-                               hovertemplate="run %{y}<br>dataset %{x}<br>macro-F1 %{text}<extra></extra>"))
-    fig.update_xaxes(side="top", type="category")
-    fig.update_yaxes(autorange="reversed", type="category")
+                               hovertemplate="run %{customdata[0]}<br>dataset %{customdata[1]}<br>macro-F1 %{text}<extra></extra>"))
+    fig.update_xaxes(side="top", tickvals=xs, ticktext=xlabels, showgrid=False, zeroline=False)
+    fig.update_yaxes(autorange="reversed", tickvals=ys, ticktext=ylabels, showgrid=False, zeroline=False)
     fig.update_layout(height=max(220, 80 + 44 * len(runs)), margin=dict(l=8, r=8, t=40, b=8), hovermode="closest")
     return fig
 

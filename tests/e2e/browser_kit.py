@@ -12,6 +12,8 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+from job_fixtures import kill_leftover_jobs
+
 REPO = Path(__file__).resolve().parents[2]
 ART = REPO / "artifacts" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
@@ -62,6 +64,7 @@ def streamlit_app(env: dict[str, str], log_path: Path, secrets: Path | None = No
             yield url
         finally:
             stop(proc)
+            kill_leftover_jobs(Path(env["LEPTON_HOME"]))  # the worker the dashboard started, and its jobs
 
 
 def stop(proc: subprocess.Popen, timeout: float = 15) -> None:

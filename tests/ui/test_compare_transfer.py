@@ -108,9 +108,10 @@ def test_transfer_page_matrix_and_forgetting(lhome):
     from lepton.jobs.store import get_store
 
     at = open_page("pages/transfer.py")
-    heat = figure(charts(at)[0])["data"][0]
+    fig = figure(charts(at)[0])
+    heat = fig["data"][0]
     assert len(heat["y"]) == 3 and len(heat["x"]) == 2  # three runs, two datasets
-    assert any("(from alpha)" in y for y in heat["y"])
+    assert any("(from alpha)" in y for y in fig["layout"]["yaxis"]["ticktext"])
     assert "Forgetting" in texts(at)
     btn = next(b for b in at.button if b.label.startswith("Measure forgetting"))
     btn.click().run()
@@ -152,28 +153,37 @@ def _report_app(run_id: str, section: str) -> AppTest:
     return ok(at.run())
 
 
+def _open_tab(at: AppTest, name: str) -> AppTest:
+    at.session_state["rep_tabs"] = name  # what a click on the tab sets: the tabs rerun the page (lazy)
+    return ok(at.run())
+
+
 def test_run_report_widgets(lhome):
     at = _report_app(lhome["a"], "report")
-    labels = [m.label for m in at.metric]
-    assert {"Pretrained macro-F1", "Fine-tuned macro-F1", "Fixed by fine-tuning", "Broken by fine-tuning",
-            "Expected calibration error"} <= set(labels)
+    # Only the open tab is built: the first one's figure and metrics, none of the others'.
     titles = [figure(c)["layout"]["title"]["text"] for c in charts(at)]
-    assert any(t.startswith("Per-class F1") for t in titles)
-    assert any(t.startswith("Before: pretrained") for t in titles) and any(t.startswith("After: fine-tuned") for t in titles)
-    assert any(t.startswith("Reliability (ECE") for t in titles)
+    assert len(titles) == 1 and titles[0].startswith("Per-class F1")
+    assert {"Pretrained macro-F1", "Fine-tuned macro-F1", "Fixed by fine-tuning",
+            "Broken by fine-tuning"} <= {m.label for m in at.metric}
+    assert "Expected calibration error" not in {m.label for m in at.metric} and not at.get("download_button")
+    titles = [figure(c)["layout"]["title"]["text"] for c in charts(_open_tab(at, "Calibration"))]
+    assert len(titles) == 1 and titles[0].startswith("Reliability (ECE")
+    assert "Expected calibration error" in {m.label for m in at.metric}
+    titles = [figure(c)["layout"]["title"]["text"] for c in charts(_open_tab(at, "Embedding map"))]
+    assert [t.split(":")[0] for t in titles] == ["Before", "After"]
     # The embedding map's projection switches to t-SNE, computed from the run's stored features.
     at.button_group(key="rep_emb_method").set_value("t-SNE").run()
     maps = [figure(c) for c in charts(ok(at)) if figure(c)["layout"]["title"]["text"].startswith(("Before", "After"))]
     assert len(maps) == 2 and all(f["layout"]["xaxis"]["title"]["text"] == "t-SNE 1" for f in maps)
     assert "t-SNE of the test features" in texts(at)
     # The mistakes browser filters by true and predicted label.
-    view = at.selectbox(key=f"mis_view_{lhome['a']}")
+    view = _open_tab(at, "Mistakes").selectbox(key=f"mis_view_{lhome['a']}")
     view.set_value("all").run()
     n_all = len(ok(at).get("expandable")) or texts(at).count("true **")
     at.selectbox(key=f"mis_true_{lhome['a']}").set_value("pos").run()
     assert "true **neg**" not in texts(ok(at))
     assert texts(at).count("true **pos**") <= n_all
-    assert len(at.get("download_button")) == 2
+    assert len(_open_tab(at, "Downloads").get("download_button")) == 2
 
 
 def test_run_transfer_section(lhome):
