@@ -308,6 +308,19 @@ def curves(run: dict, rows: list[dict]) -> None:
                                      x_range=(0, epochs) if epochs else None,
                                      empty_note="after the first epoch" if run["status"] in ACTIVE else "no data"),
                         key="fig_val", config={"displayModeBar": False})
+    if run["status"] in ACTIVE:
+        _lr_and_speed_curves(rows, waiting)
+        return
+    # A finished run's page draws these two only when asked: every plotly chart costs the browser its own
+    # render, and on cores busy training that, not the script (~0.08 s), is what made the page slow.
+    more = st.expander("Learning rate and throughput", icon=":material/speed:", key=f"more_curves_{run['id']}",
+                       on_change="rerun")
+    if more.open:
+        with more:
+            _lr_and_speed_curves(rows, waiting)
+
+
+def _lr_and_speed_curves(rows: list[dict], waiting: str) -> None:
     c, d = st.columns(2)
     with c.container(key="chart-lr"):
         st.plotly_chart(charts.curve({"learning rate": series(rows, "train", "lr")}, "Learning rate", height=220,

@@ -240,3 +240,13 @@ def test_mistakes_browser_shows_files(tmp_path, monkeypatch, modality):
     shown = at.get("image") if modality == "image" else at.get("audio")
     assert len(shown) >= 1, texts(at)
     assert "file not available" not in texts(at)
+
+
+def test_a_finished_runs_page_draws_its_secondary_curves_when_asked(lhome):
+    run_id = lhome["a"]
+    at = open_page("pages/runs.py", run=run_id)
+    titles = lambda: [figure(c)["layout"]["title"]["text"] for c in charts(at)]  # noqa: E731
+    assert "Training loss" in titles() and "Learning rate" not in titles()
+    at.session_state[f"more_curves_{run_id}"] = True  # what opening the expander sets
+    ok(at.run())
+    assert {"Training loss", "Learning rate", "Throughput (samples/s)"} <= set(titles())
