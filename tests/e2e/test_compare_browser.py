@@ -94,3 +94,10 @@ def test_transfer_page_and_run_report(server, page):
     transfer = page.locator(".st-key-transfer")
     transfer.wait_for()
     transfer.screenshot(path=str(ART / "run_transfer.png"))
+    # A finished run draws its learning-rate and throughput charts when their expander is opened.
+    assert page.locator(".st-key-chart-lr").count() == 0
+    page.get_by_text("Learning rate and throughput").click()
+    page.locator(".st-key-chart-lr .js-plotly-plot").wait_for()
+    page.locator(".st-key-chart-speed .js-plotly-plot").wait_for()
+    idle(page)
+    no_errors(page)
