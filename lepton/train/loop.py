@@ -380,13 +380,8 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     if frozen and device.type == "cpu":
         torch.set_num_threads(threads)
     progress.add(0, "save", "saving the model", force=True)
-    if kept == "probe":  # the untuned backbone + the probe's head: what the report's "pretrained" column scored
-        ship = {f"head.{k}": v for k, v in _probe_head(probe, backbone.dim, ds.num_classes).state_dict().items()}
-        meta_model = {"backbone": base.name, "adapter": "linear-probe", "head": "probe", "adapter_options": {}}
-    else:
-        ship = transfer.saved_state(model) if config.from_run else _trainable_state(model)
-        meta_model = {"backbone": spec.name, "adapter": adapter_name, "head": head_kind,
-                      "adapter_options": adapter.saved_options()}
+    ship, meta_model = (_probe_shipped(probe, backbone.dim, ds.num_classes, base.name) if kept == "probe" else
+                        _model_shipped(model, config, spec.name, adapter_name, head_kind, adapter))
     meta_model["from_run"] = spec.extra.get("from_run")  # lineage, even when the probe ships
     _ship(run_dir / "model", ship, {"lepton_version": __version__, "run_id": run_id, "modality": ds.modality,
                                     "classes": ds.classes, **meta_model, "dim": backbone.dim}, config, kept,
@@ -400,9 +395,9 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
                "steps": state["step"], "train_seconds": round(state["train_s"], 3),
                "trainable_params": counts["trainable"], "total_params": counts["total"] or counts_total,
                "stopped": stopped, "budget_seconds": budget.seconds, "image_size": config.image_size}
-    rep.update(run_id=run_id, dataset=ds.id, dataset_name=ds.name, test_dataset=test_ds.id,
-               test_dataset_name=test_ds.name, modality=ds.modality, split=test_name,
-               backbone=spec.name, adapter=adapter_name, summary=summary)
+    rep.update(run_id=run_id, dataset=ds.id, dataset_name=ds.name, test_dataset=test_ds.id, split=test_name,
+               test_dataset_name=test_ds.name, modality=ds.modality, backbone=spec.name, adapter=adapter_name,
+               summary=summary)
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2))
     result = {"run_id": run_id, "run_dir": str(run_dir), "status": "finished", "metrics": summary,
               "seconds": round(seconds, 3)}
@@ -484,6 +479,20 @@ def _data(config: RunConfig, emit: Emit):
     emit("log", level="info", message=f"data {ds.name}: {len(train[0])} train, {len(val[0])} val, "
          f"{len(test[0])} {test_name}; {ds.num_classes} classes")
     return ds, test_ds, train, val, test, test_name
+
+
+def _probe_shipped(probe, dim: int, num_classes: int, base_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The untuned backbone + the probe's head: what the report's "pretrained" column scored."""
+    ship = {f"head.{k}": v for k, v in _probe_head(probe, dim, num_classes).state_dict().items()}
+    return ship, {"backbone": base_name, "adapter": "linear-probe", "head": "probe", "adapter_options": {}}
+
+
+def _model_shipped(model, config: RunConfig, backbone_name: str, adapter_name: str, head_kind: str,
+                   adapter) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """The fine-tuned model: its trained tensors (every tensor for a warm start, whose backbone differs everywhere)."""
+    ship = transfer.saved_state(model) if config.from_run else _trainable_state(model)
+    return ship, {"backbone": backbone_name, "adapter": adapter_name, "head": head_kind,
+                  "adapter_options": adapter.saved_options()}
 
 
 def _ship(model_dir: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any], config: RunConfig, kept: str,
