@@ -5,9 +5,10 @@ PY     := $(VENV)/bin/python
 # The stamp's name changes when a requirements file changes, which re-runs the install.
 STAMP  := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt pyproject.toml | cksum | cut -d' ' -f1)
 BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt | cksum | cut -d' ' -f1)
+EXTRAS_STAMP := $(VENV)/.extras-$(shell cat requirements-extras.txt | cksum | cut -d' ' -f1)
 PORT   ?= 8501
 
-.PHONY: setup run test test-fast e2e bench suite quality clean-venv
+.PHONY: setup extras run test test-fast e2e bench suite quality clean-venv
 
 setup: $(STAMP)
 
@@ -19,13 +20,21 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
+# The optional extras (Ray, MLflow): the tests need them, `make run` does not.
+extras: $(EXTRAS_STAMP)
+
+$(EXTRAS_STAMP): requirements-extras.txt $(STAMP)
+	$(PY) -m pip install -q -r requirements-extras.txt
+	@rm -f $(VENV)/.extras-*
+	@touch $@
+
 run: setup
 	@# The demo datasets are stored up front (a no-op when already there), so Data and Train show them at once.
 	@for f in assets/demo/topics.csv assets/demo/shapes.zip assets/demo/spoken_words.zip; do \
 		$(PY) -m lepton ingest $$f >/dev/null || exit 1; done
 	$(VENV)/bin/streamlit run app.py --server.port $(PORT) --browser.gatherUsageStats false
 
-test: setup
+test: setup extras
 	@scripts/ensure_chromium.sh
 	$(PY) -m pytest -q
 

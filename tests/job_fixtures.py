@@ -57,10 +57,10 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
-def run_lepton(*args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+def run_lepton(*args: str, timeout: float = 60, check: bool = True, cwd: Path = REPO) -> subprocess.CompletedProcess:
     """`python -m lepton ARGS` in a real subprocess, against the current LEPTON_HOME."""
     res = subprocess.run([sys.executable, "-m", "lepton", *args], capture_output=True, text=True,
-                         timeout=timeout, env=subprocess_env(), cwd=str(REPO))
+                         timeout=timeout, env=subprocess_env(), cwd=str(cwd))
     if check and res.returncode != 0:
         raise AssertionError(f"lepton {' '.join(args)} exited {res.returncode}\n{res.stdout}\n{res.stderr}")
     return res

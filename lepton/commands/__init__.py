@@ -1,3 +1,3 @@
 """CLI verbs, grouped by area; importing a module registers its verbs with lepton.cli.command."""
 
-from lepton.commands import core, deploy, evaluation, jobs, study  # noqa: F401
+from lepton.commands import core, deploy, evaluation, jobs, study, tracking  # noqa: F401

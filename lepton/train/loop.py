@@ -35,6 +35,7 @@ from lepton.evaluate import metrics as score, report as full_report
 from lepton.model import backbone_spec, build_backbone, check_supported, wrap
 from lepton.strategy import CONTROLLERS, auto
 from lepton.strategy.base import Context, Controller, EpochReport
+from lepton.tracking import open_sinks
 from lepton.train import probe as probe_mod
 from lepton.train.budget import SAVE_S, Budget, BudgetError, lr_factor
 from lepton.train.device import autocast, memory_mb, pick_device, use_bf16
@@ -54,14 +55,21 @@ FLIP_DROP = 0.02
 def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
         run_dir: Path | None = None, resume: bool = False, controller: Controller | None = None) -> dict[str, Any]:
     """Train one run. controller: an instance to steer it instead of the one config.controller names
-    (a study's trials report to their tuner through it)."""
-    budget = Budget(None)
-    t_start = budget.t0
-
-    # ---- 1. Setup: run folder, seed, device, precision ----
+    (a study's trials report to their tuner through it). Every event also reaches the tracking sinks
+    (TensorBoard files in the run folder), whoever called."""
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + f"{random.getrandbits(16):04x}"
     run_dir = Path(run_dir) if run_dir else paths.runs_dir() / run_id
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    with open_sinks(run_dir, emit) as emit:
+        return _train(config, emit, run_id, run_dir, resume, controller)
+
+
+def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bool,
+           controller: Controller | None) -> dict[str, Any]:
+    budget = Budget(None)
+    t_start = budget.t0
+
+    # ---- 1. Setup: the plan a resumed run made, seed, device, precision ----
     plan_file = run_dir / "plan.json"
     if resume and plan_file.exists():  # a resumed run keeps the choices auto made (what the caller set stays set)
         planned = json.loads(plan_file.read_text())["config"]
