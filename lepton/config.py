@@ -145,6 +145,10 @@ class RunConfig(StrictConfig):
     device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto picks cuda, then mps, then cpu", group="system")
     precision: Literal["auto", "bf16", "fp32"] = opt("auto", "auto uses bf16 autocast where the device supports it", group="system")
     compile: bool = opt(False, "torch.compile the model (pays off on GPUs for long runs)", group="system")
+    num_cpus: float = opt(1.0, "CPUs a Ray worker reserves for this run on its cluster (a local worker ignores it)",
+                          min=0.0, max=1024.0, group="system")
+    num_gpus: float | None = opt(None, "GPUs a Ray worker reserves for this run; empty = 1 where the cluster has a "
+                                       "GPU and device is not cpu", min=0.0, max=64.0, group="system")
     log_every: int = opt(10, "Log training loss every N steps (fewer host syncs)", min=1, max=10000, group="system")
     name: str | None = opt(None, "A name for the run shown in the dashboard", group="system")
 

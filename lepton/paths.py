@@ -1,4 +1,10 @@
-"""The LEPTON_HOME layout: datasets/, runs/, cache/, logs/ and lepton.db."""
+"""The LEPTON_HOME layout: datasets/, runs/, cache/, logs/ and lepton.db.
+
+LEPTON_STORAGE (default: LEPTON_HOME) moves datasets/, runs/, cache/ and tmp/ to storage every node of a cluster
+can reach at the same path (NFS, a shared volume); lepton.db and logs/ stay in LEPTON_HOME on the head machine,
+since SQLite in WAL mode must not be shared over a network filesystem. Every Lepton process of one deployment
+(dashboard, worker, nodes) sets the same two variables.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,19 @@ def home() -> Path:
     return root
 
 
-def _sub(name: str) -> Path:
-    p = home() / name
+def storage() -> Path:
+    root = Path(os.environ["LEPTON_STORAGE"]).expanduser() if os.environ.get("LEPTON_STORAGE") else home()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def checkout() -> str:
+    """The folder this lepton package sits in: job processes get it on PYTHONPATH (lepton may not be installed)."""
+    return str(Path(__file__).resolve().parents[1])
+
+
+def _sub(name: str, root: Path | None = None) -> Path:
+    p = (root or storage()) / name
     p.mkdir(parents=True, exist_ok=True)
     return p
 
@@ -32,7 +49,7 @@ def cache_dir() -> Path:
 
 
 def logs_dir() -> Path:
-    return _sub("logs")
+    return _sub("logs", home())
 
 
 def tmp_dir() -> Path:

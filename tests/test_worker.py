@@ -207,7 +207,7 @@ def test_a_dead_spare_is_replaced_by_a_fresh_job_process(job_home, job_csv, spaw
     ({"OMP_WAIT_POLICY": "ACTIVE"}, None),  # ...and so does a wait policy, which the spin count would override
 ])
 def test_job_processes_spin_briefly_unless_told_otherwise(job_home, monkeypatch, given, expected):
-    from lepton.jobs.worker import child_env
+    from lepton.jobs.executors.local import child_env
 
     for k in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY"):
         monkeypatch.delenv(k, raising=False)
@@ -222,7 +222,8 @@ def test_job_processes_spin_briefly_unless_told_otherwise(job_home, monkeypatch,
     ({"OMP_NUM_THREADS": "4"}, 1, "4"),  # the user's own setting wins
 ])
 def test_jobs_that_train_together_share_the_cores(job_home, monkeypatch, given, threads, expected):
-    from lepton.jobs.worker import Worker, child_env
+    from lepton.jobs.executors.local import child_env
+    from lepton.jobs.worker import Worker
 
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     for k, v in given.items():

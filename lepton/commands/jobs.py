@@ -214,21 +214,32 @@ def cmd_share(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------ worker
 def _worker_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--concurrency", type=int, default=1, help="runs trained at the same time (each in its own process)")
+    p.add_argument("--concurrency", type=int, help="runs trained at the same time (default: 1 on this machine; with "
+                   "--executor ray, one per CPU of the cluster)")
     p.add_argument("--poll", type=float, help="seconds between looks at the queue (default 0.25)")
     p.add_argument("--once", action="store_true", help="exit when the queue is empty and no run is left")
     p.add_argument("--no-spare", dest="spare", action="store_false",
                    help="do not keep a spare job process with its imports done while idle (saves ~0.8 GB of "
                         "memory; each run then takes ~3 s longer to start)")
+    p.add_argument("--executor", default="local", help="where runs execute: local (child processes on this machine) "
+                   "or ray (tasks on a Ray cluster; pip install 'lepton[ray]')")
+    p.add_argument("--address", help="with --executor ray: the cluster (auto, HOST:PORT or ray://HOST:PORT; default auto)")
 
 
-@command("worker", "Run queued jobs in child processes (log: LEPTON_HOME/logs/worker.log)", _worker_args)
+@command("worker", "Run queued jobs in child processes or on a Ray cluster (log: LEPTON_HOME/logs/worker.log)",
+         _worker_args)
 def cmd_worker(args: argparse.Namespace) -> int:
     from lepton.errors import LeptonError
     from lepton.jobs import worker
+    from lepton.jobs.executors import EXECUTORS
 
-    if args.concurrency < 1:
+    if args.address and not EXECUTORS.get(args.executor).cluster:  # (an unknown name is an error listing the valid ones)
+        raise LeptonError(f"--address names a cluster, and the {args.executor} executor runs on this machine: "
+                          "add --executor ray")
+
+    if args.concurrency is not None and args.concurrency < 1:
         raise LeptonError(f"--concurrency {args.concurrency}: must be at least 1")
     if args.poll is not None and args.poll <= 0:
         raise LeptonError(f"--poll {args.poll}: must be a positive number of seconds")
-    return worker.main(concurrency=args.concurrency, poll=args.poll or worker.POLL_S, once=args.once, spare=args.spare)
+    return worker.main(concurrency=args.concurrency, poll=args.poll or worker.POLL_S, once=args.once, spare=args.spare,
+                       executor=args.executor, address=args.address)

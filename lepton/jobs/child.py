@@ -78,7 +78,8 @@ def wait_for_run() -> str | None:
     return sys.stdin.readline().strip() or None
 
 
-def _output_to(path: Path) -> None:
+def output_to(path: Path) -> None:
+    """Send this process's stdout and stderr to the run's worker.log (a spare, a Ray task: started before the run was known)."""
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -131,12 +132,74 @@ def run_study(study_id: str) -> int:
 def lower_priority() -> None:
     """Training gives way to whoever is waiting for the machine: the dashboard, a server, a shell. At nice 10 the
     kernel runs an interactive process first, and a job alone still gets every idle cycle. (Against two jobs
-    starving the dashboard, the bigger lever was fewer threads per job, worker.child_env; benchmarks/README.md.)
+    starving the dashboard, the bigger lever was fewer threads per job, executors/local.py child_env; benchmarks/README.md.)
     LEPTON_JOB_NICE sets how much (0 keeps the worker's priority). Before torch starts its threads: they inherit it."""
     try:
         os.nice(max(0, int(os.environ.get("LEPTON_JOB_NICE", DEFAULT_NICE))))
     except (OSError, ValueError):
         pass  # an unparsable setting or a refused call leaves the priority as it is; training goes on
+
+
+def resuming(run: dict) -> bool:
+    """Whether this attempt continues an earlier one (from its checkpoint, or from the start without one)."""
+    return run["attempt"] > 1 or (Path(run["run_dir"]) / "checkpoints" / "last.pt").exists()
+
+
+def forget_replayed(store, run: dict) -> None:
+    """Before a resumed attempt: the engine replays from its checkpoint, so rows logged after it would be drawn twice."""
+    if not resuming(run):
+        return
+    if (Path(run["run_dir"]) / "checkpoints" / "last.pt").exists():
+        if run.get("checkpoint_step") is not None:
+            store.delete_metrics(run["id"], after_step=run["checkpoint_step"])
+    else:
+        store.delete_metrics(run["id"])
+
+
+def execute(run: dict, emit) -> dict:
+    """Train one run (its store row) and say how it ended, for record(). It never touches the store itself: a
+    Ray task runs it on a node that cannot reach the database, and its events go through emit.
+    Stopped by SIGTERM or KeyboardInterrupt (ray.cancel): {"stopped": True}, and whoever stopped it decides."""
+    run_id, run_dir = run["id"], Path(run["run_dir"])
+    try:
+        from lepton.config import RunConfig
+        from lepton.train import run as train
+
+        config = RunConfig.load(run_dir / "config.yaml")
+        result = train(config, emit=emit, run_id=run_id, run_dir=run_dir, resume=resuming(run))
+    except (Terminated, KeyboardInterrupt):
+        _flush(emit)
+        print("lepton child: stopped", flush=True)
+        return {"stopped": True}
+    except LeptonError as e:
+        _flush(emit)
+        msg = str(e) or type(e).__name__
+        print(f"error: {msg}", file=sys.stderr, flush=True)
+        return {"status": Status.failed.value, "error": msg}
+    except Exception as e:
+        _flush(emit)
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr, flush=True)
+        line = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        return {"status": Status.failed.value, "log": tb.rstrip().splitlines(),
+                "error": f"{type(e).__name__}: {line} (internal error; the traceback is in {run_dir / 'worker.log'})"}
+    _flush(emit)
+    status = result.get("status") if isinstance(result, dict) else None
+    if status not in {s.value for s in Status} or status in (Status.queued.value, Status.running.value):
+        status = Status.finished.value
+    print(f"lepton child: run {run_id} {status} in {result.get('seconds', '?')} s", flush=True)
+    return {"status": status, "result": result, "error": result.get("error") if status == Status.failed.value else None}
+
+
+def record(store, run_id: str, verdict: dict) -> None:
+    """Write how a run ended, if it is still running (a cancel or an interruption recorded first wins)."""
+    if verdict.get("stopped"):
+        return
+    if verdict.get("log"):
+        store.append_log(run_id, verdict["log"])
+    failed = verdict["status"] == Status.failed.value
+    store.set_status(run_id, verdict["status"], result=verdict.get("result"), error=verdict.get("error"),
+                     message="failed" if failed and not verdict.get("result") else None, only_from=Status.running)
 
 
 def main(argv: list[str]) -> int:
@@ -156,63 +219,25 @@ def main(argv: list[str]) -> int:
         print(f"no run '{run_id}' in {store.path}", file=sys.stderr)
         return 2
     if spare:
-        _output_to(Path(run["run_dir"]) / "worker.log")
+        output_to(Path(run["run_dir"]) / "worker.log")
     if run["status"] != Status.running.value:
         print(f"run {run_id} is {run['status']}, not running; nothing to do", file=sys.stderr)
         return 3
 
     signal.signal(signal.SIGTERM, _on_sigterm)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="orphan-watch").start()
-
-    run_dir = Path(run["run_dir"])
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    resume = run["attempt"] > 1 or ckpt.exists()
-    if resume:
-        # The engine replays from its checkpoint: rows logged after it would be drawn twice.
-        if ckpt.exists() and run.get("checkpoint_step") is not None:
-            store.delete_metrics(run_id, after_step=run["checkpoint_step"])
-        elif not ckpt.exists():
-            store.delete_metrics(run_id)
+    forget_replayed(store, run)
+    ckpt = (Path(run["run_dir"]) / "checkpoints" / "last.pt").exists()
     print(f"lepton child: run {run_id} attempt {run['attempt']} pid {os.getpid()} "
-          f"{'resuming' if ckpt.exists() and resume else 'starting'}{' (preloaded spare)' if spare else ''}", flush=True)
-
-    emit = store.emitter(run_id)
-    try:
-        from lepton.config import RunConfig
-        from lepton.train import run as train
-
-        config = RunConfig.load(run_dir / "config.yaml")
-        result = train(config, emit=emit, run_id=run_id, run_dir=run_dir, resume=resume)
-    except (Terminated, KeyboardInterrupt):
-        _flush(emit)
+          f"{'resuming' if ckpt and resuming(run) else 'starting'}{' (preloaded spare)' if spare else ''}", flush=True)
+    verdict = execute(run, store.emitter(run_id))
+    if verdict.get("stopped"):
         if _orphaned.is_set():
             store.set_status(run_id, Status.interrupted, only_from=Status.running,
                              message=f"interrupted: its worker died; `lepton resume {run_id}` continues from the last checkpoint")
-        print("lepton child: stopped by SIGTERM", flush=True)
         return 143
-    except LeptonError as e:
-        _flush(emit)
-        msg = str(e) or type(e).__name__
-        print(f"error: {msg}", file=sys.stderr, flush=True)
-        store.set_status(run_id, Status.failed, error=msg, message="failed", only_from=Status.running)
-        return 1
-    except Exception as e:
-        _flush(emit)
-        tb = traceback.format_exc()
-        print(tb, file=sys.stderr, flush=True)
-        store.append_log(run_id, tb.rstrip().splitlines())
-        line = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        store.set_status(run_id, Status.failed, message="failed", only_from=Status.running,
-                         error=f"{type(e).__name__}: {line} (internal error; the traceback is in {run_dir / 'worker.log'})")
-        return 1
-    _flush(emit)
-    status = result.get("status") if isinstance(result, dict) else None
-    if status not in {s.value for s in Status} or status in (Status.queued.value, Status.running.value):
-        status = Status.finished.value
-    store.set_status(run_id, status, result=result, only_from=Status.running,
-                     error=(result.get("error") if status == Status.failed.value else None))
-    print(f"lepton child: run {run_id} {status} in {result.get('seconds', '?')} s", flush=True)
-    return 0
+    record(store, run_id, verdict)
+    return 1 if verdict["status"] == Status.failed.value and not verdict.get("result") else 0
 
 
 if __name__ == "__main__":

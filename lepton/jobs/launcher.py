@@ -63,7 +63,7 @@ def ensure_worker(concurrency: int = 1) -> int | None:
     A lock file makes the check-then-start atomic, so two dashboards never start two workers.
     The worker outlives the caller (its own session): closing the browser never stops training.
     """
-    from lepton.jobs.worker import child_env
+    from lepton.jobs.executors.local import child_env
 
     with open(paths.home() / "worker.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

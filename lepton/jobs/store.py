@@ -31,7 +31,8 @@ from lepton.jobs.status import Status
 # 2: evaluations (a finished run scored on another dataset)
 # 3: studies (a strategy's trials are runs linked to it) and ownership (owner, shared) on datasets, runs, studies
 # 4: dataset_owners: a dataset is stored once per content, and each person who uploaded it owns it (lepton/auth.py)
-SCHEMA_VERSION = 4
+# 5: where a run executes (runs.executor, runs.node) and what a worker's cluster has free (heartbeats.resources)
+SCHEMA_VERSION = 5
 LOG_TAIL_LINES = 50
 
 _SCHEMA = """
@@ -131,6 +132,8 @@ _ADDED_COLUMNS = {
     3: [("datasets", "owner TEXT"), ("datasets", "shared INTEGER NOT NULL DEFAULT 0"),
         ("runs", "owner TEXT"), ("runs", "shared INTEGER NOT NULL DEFAULT 0"),
         ("runs", "study_id TEXT"), ("runs", "trial INTEGER")],
+    5: [("runs", "executor TEXT"), ("runs", "node TEXT"),
+        ("heartbeats", "executor TEXT"), ("heartbeats", "resources TEXT")],
 }
 
 HOST = socket.gethostname()
@@ -612,16 +615,21 @@ class Store:
         return out
 
     # ---------------------------------------------------------------- liveness
-    def heartbeat(self, worker_id: str, pid: int, run_id: str | Iterable[str] | None = None) -> None:
+    def heartbeat(self, worker_id: str, pid: int, run_id: str | Iterable[str] | None = None,
+                  executor: str | None = None, resources: dict | None = None) -> None:
+        """resources: a cluster executor's nodes and free/total CPUs and GPUs, for the dashboard."""
         if run_id is not None and not isinstance(run_id, str):
             run_id = ",".join(run_id) or None
         now = _now()
+        res = json.dumps(resources) if resources is not None else None
         with self._write() as c:
             c.execute(
-                "INSERT INTO heartbeats (worker_id, pid, host, run_id, beat_time, started) VALUES (?,?,?,?,?,?)"
+                "INSERT INTO heartbeats (worker_id, pid, host, run_id, beat_time, started, executor, resources)"
+                " VALUES (?,?,?,?,?,?,?,?)"
                 " ON CONFLICT(worker_id) DO UPDATE SET pid=excluded.pid, host=excluded.host,"
-                " run_id=excluded.run_id, beat_time=excluded.beat_time",
-                (worker_id, pid, HOST, run_id, now, now),
+                " run_id=excluded.run_id, beat_time=excluded.beat_time, executor=excluded.executor,"
+                " resources=excluded.resources",
+                (worker_id, pid, HOST, run_id, now, now, executor, res),
             )
 
     def remove_heartbeat(self, worker_id: str) -> None:
@@ -642,6 +650,7 @@ class Store:
                 d = dict(b)
                 d["age_s"] = now - b["beat_time"]
                 d["run_ids"] = b["run_id"].split(",") if b["run_id"] else []
+                d["resources"] = json.loads(b["resources"]) if b["resources"] else None
                 out.append(d)
         return out
 
@@ -802,7 +811,7 @@ class Store:
 _RUN_COLUMNS = {
     "name", "status", "dataset", "started", "finished", "progress", "eta_s", "phase", "message", "error",
     "log_tail", "worker_id", "pid", "host", "child_pid", "attempt", "cancel_requested", "checkpoint", "checkpoint_step",
-    "owner", "shared", "study_id", "trial",
+    "owner", "shared", "study_id", "trial", "executor", "node",
 }
 
 

@@ -219,6 +219,32 @@ def datasets_by_id() -> dict[str, dict]:
         return {}
 
 
+def where(run: dict) -> str | None:
+    """Which executor and machine a run trains (or trained) on: "local · vm", "ray · node-3/6536ee16"."""
+    if not run.get("executor"):
+        return None  # queued, or from before runs recorded it
+    node = run.get("node") or "waiting for a node"
+    host, _, node_id = node.partition(":")
+    return f"{run['executor']} · {host}/{node_id[:8]}" if node_id else f"{run['executor']} · {node}"
+
+
+def on_cluster(run: dict) -> bool:
+    from lepton.jobs.executors import EXECUTORS
+
+    return run.get("executor") in EXECUTORS and EXECUTORS.get(run["executor"]).cluster
+
+
+def cluster_line(worker: dict) -> str | None:
+    """A cluster worker's heartbeat as one line: nodes, free/total CPUs and GPUs."""
+    res = worker.get("resources")
+    if not res:
+        return None
+    (cpu_free, cpu_all), (gpu_free, gpu_all) = res["cpus"], res["gpus"]
+    gpus = f" · {gpu_free:g}/{gpu_all:g} GPUs free" if gpu_all else " · no GPUs"
+    return (f"{worker.get('executor')} cluster: {res['nodes']} node{'s' if res['nodes'] != 1 else ''}"
+            f" · {cpu_free:g}/{cpu_all:g} CPUs free{gpus}")
+
+
 def run_parts(run: dict, datasets: dict[str, dict]) -> tuple[str, str, str]:
     """(dataset name, backbone, adapter) for a run's titles and labels.
 

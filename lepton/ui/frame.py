@@ -147,6 +147,8 @@ def _worker_status(started_pid: int | None) -> None:
         st.markdown(f":green-badge[:material/memory: worker {note}]",
                     help="Runs train in a background `lepton worker` process, never in the dashboard; "
                          "closing the browser does not stop them.")
+        for line in filter(None, map(common.cluster_line, common.store().live_workers())):
+            st.caption(f":material/hub: {line}", help="What the worker's cluster has free now (its heartbeat, every 2 s)")
     elif os.environ.get("LEPTON_NO_WORKER"):
         st.markdown(":gray-badge[:material/memory: worker off]", help="LEPTON_NO_WORKER is set: start `lepton worker` yourself")
     else:

@@ -98,12 +98,15 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
             "dataset": data,
             "backbone": backbone,
             "adapter": adapter,
+            "runs on": common.where(r),  # where a narrow window still shows it; dropped below on one machine
             "progress": float(r.get("progress") or 0.0),
             "accuracy": None if res.get("accuracy") is None else 100 * res["accuracy"],
             "macro-F1": res.get("macro_f1"),
             "created": common.fmt_ago(r.get("created")),
         })
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # The column earns its width once runs go to a cluster: on one machine every row would say the same.
+    return df if any(map(common.on_cluster, runs)) else df.drop(columns="runs on", errors="ignore")
 
 
 RUNS_COLUMNS = {
@@ -119,6 +122,7 @@ RUNS_COLUMNS = {
                                               help="Test macro-F1 of a finished run"),
     "created": st.column_config.TextColumn(width=90),
     "owner": st.column_config.TextColumn(width=140, help="Whose run it is; shared runs are visible to every signed-in user"),
+    "runs on": st.column_config.TextColumn(width=130, help="The executor and the node that trains it (lepton worker --executor)"),
 }
 
 
@@ -273,6 +277,8 @@ def progress_block(run: dict, rows: list[dict]) -> None:
             bits.append(f"about {common.fmt_duration(eta)} left" if eta is not None else "estimating the time left…")
         elif status == "queued":
             bits.append("waiting for the worker to pick it up")
+        if common.where(run):
+            bits.append(f"on {common.where(run)}")
         st.caption(" · ".join(bits) if bits else "")
     rss, gpu = latest(rows, "system", "rss_mb"), latest(rows, "system", "gpu_mb")
     if rss is None and status not in ACTIVE:

@@ -268,6 +268,19 @@ def test_runs_page_lists_and_cancels_a_queued_run(lhome, tmp_path):
     assert get_store().get_run(rid)["status"] == "queued"
 
 
+def test_runs_table_says_where_runs_trained_once_one_went_to_a_cluster(lhome, tmp_path):
+    from lepton.jobs.store import get_store
+
+    res = ingest(write_csv(tmp_path / "r.csv"))
+    here, there = submit(res.dataset.id, name="here"), submit(res.dataset.id, name="there")
+    get_store().update_run(here, executor="local", node="vm")
+    at = ok(app("pages/runs.py"))
+    assert "runs on" not in at.dataframe[0].value.columns  # one machine: every row would say the same
+    get_store().update_run(there, executor="ray", node="node-3:6536ee16b00e412a945a")
+    table = ok(app("pages/runs.py")).dataframe[0].value.set_index("name")
+    assert table.loc["there", "runs on"] == "ray · node-3/6536ee16" and table.loc["here", "runs on"] == "local · vm"
+
+
 def test_runs_page_reads_metrics_incrementally(lhome, tmp_path):
     from lepton.jobs.store import get_store
 
