@@ -41,7 +41,7 @@ def _summary(run: dict) -> dict:
         "phase": run.get("phase"), "dataset": run.get("dataset"), "backbone": resolved.get("backbone") or cfg.get("backbone"),
         "adapter": resolved.get("adapter") or cfg.get("adapter"), "accuracy": acc, "macro_f1": f1, "created": run.get("created"),
         "attempt": run.get("attempt"), "run_dir": run.get("run_dir"), "owner": run.get("owner"),
-        "shared": bool(run.get("shared")),
+        "shared": bool(run.get("shared")), "executor": run.get("executor"), "node": run.get("node"),
     }
 
 
@@ -138,6 +138,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("finished", _fmt_time(run.get("finished"))),
         ("data", run.get("dataset") or "-"),
         ("folder", run["run_dir"]),
+        ("runs on", f"{run['executor']} executor, node {run.get('node') or '(not placed yet)'}" if run.get("executor") else "-"),
         ("owner", (run.get("owner") or "- (admins only)") + (", shared with everyone" if run.get("shared") else "")),
     ]
     if acc is not None or f1 is not None:
