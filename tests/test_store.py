@@ -375,3 +375,27 @@ def test_worker_once_exits_on_empty_queue(job_home, spawn_worker):
     assert p.wait(timeout=30) == 0
     assert get_store().live_workers() == []
     assert "queue empty" in (job_home / "logs" / "worker.log").read_text()
+
+
+def test_schema_4_files_gain_where_runs_execute(job_home, job_csv):
+    """A database from before executors (schema 4) opens: its runs and heartbeats gain the new columns, empty."""
+    import sqlite3
+
+    st = get_store()
+    rid = st.create_run(RunConfig(data=str(job_csv)))
+    path = st.path
+    st.close()
+    db = sqlite3.connect(path)
+    for table, col in (("runs", "executor"), ("runs", "node"), ("heartbeats", "executor"), ("heartbeats", "resources")):
+        db.execute(f"ALTER TABLE {table} DROP COLUMN {col}")
+    db.execute("PRAGMA user_version=4")
+    db.commit()
+    db.close()
+    again = Store(path)
+    assert again.pragma("user_version") == SCHEMA_VERSION
+    assert again.get_run(rid)["executor"] is None
+    again.update_run(rid, executor="ray", node="n1:abc")
+    again.heartbeat("w", 1, [rid], executor="ray", resources={"nodes": 2, "cpus": [1.0, 2.0], "gpus": [0.0, 0.0]})
+    assert again.get_run(rid)["node"] == "n1:abc"
+    row = again._read("SELECT executor, resources FROM heartbeats WHERE worker_id='w'")[0]
+    assert row["executor"] == "ray" and json.loads(row["resources"])["cpus"] == [1.0, 2.0]

@@ -14,6 +14,7 @@ from lepton.jobs.store import get_store
 from lepton.tracking import SINKS, Sink
 from lepton.tracking.tensorboard import FOLDER, RESUME_FILE
 from lepton.train import run
+from tiny_data import write_text_csv
 
 EventAccumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator").EventAccumulator
 
@@ -29,14 +30,24 @@ def _collect():
     return events, lambda kind, **d: events.append((kind, d))
 
 
-@pytest.fixture
-def finished(home, text_csv):
+@pytest.fixture(scope="module")
+def tracked_home(tmp_path_factory):
+    """One LEPTON_HOME for the tests that only read a finished run (training it once saves ~8 s a test)."""
+    home = tmp_path_factory.mktemp("tracked") / "home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEPTON_HOME", str(home))
+        yield home
+
+
+@pytest.fixture(scope="module")
+def finished(tracked_home, tmp_path_factory):
     """One tiny run through the store's emitter, as `lepton train` records it."""
+    text_csv = write_text_csv(tmp_path_factory.mktemp("data") / "reviews.csv")
     cfg = RunConfig(data=str(text_csv), backbone="tiny-text", adapter="full", epochs=2, batch_size=8, log_every=1)
     store = get_store()
     rid = store.create_run(cfg, status="running")
     emit = store.emitter(rid)
-    result = run(cfg, emit, run_id=rid, run_dir=home / "runs" / rid)
+    result = run(cfg, emit, run_id=rid, run_dir=tracked_home / "runs" / rid)
     emit.flush()
     store.set_status(rid, "finished", result=result)
     return store.get_run(rid)
@@ -113,6 +124,8 @@ def test_export_tracking_to_mlflow(finished, tmp_path, monkeypatch, store_kind):
     assert {"report.json", "config.yaml", "model"} <= {a.path for a in client.list_artifacts(got.info.run_id)}
     assert "model/model.safetensors" in {a.path for a in client.list_artifacts(got.info.run_id, "model")}
 
+    if store_kind == "sqlite":
+        return  # skipping and replacing are the same code whatever the store: checked once, on the file store
     again = json.loads(run_lepton("export-tracking", finished["id"], "--mlflow", uri, "--experiment", "exp")
                        .stdout.splitlines()[-1])[0]
     assert again == {"run_id": finished["id"], "mlflow_run_id": sent["mlflow_run_id"], "skipped": True}
@@ -121,12 +134,13 @@ def test_export_tracking_to_mlflow(finished, tmp_path, monkeypatch, store_kind):
     assert replaced["mlflow_run_id"] != sent["mlflow_run_id"]
 
 
-def test_export_tracking_refuses_what_it_cannot_send(finished, home, text_csv):
+def test_export_tracking_refuses_what_it_cannot_send(finished, tmp_path):
     pytest.importorskip("mlflow")
-    queued = get_store().create_run(RunConfig(data=str(text_csv)))
-    res = run_lepton("export-tracking", finished["id"], queued, "--mlflow", (home / "ml").as_uri(), check=False)
+    queued = get_store().create_run(RunConfig(data="some-dataset"))
+    res = run_lepton("export-tracking", finished["id"], queued, "--mlflow", (tmp_path / "ml").as_uri(), check=False)
+    get_store().delete_run(queued)
     assert res.returncode == 2 and f"run {queued} is queued: export it once it has ended" in res.stderr
-    assert not (home / "ml").exists()  # checked before anything was sent
+    assert not (tmp_path / "ml").exists()  # checked before anything was sent
     res = run_lepton("export-tracking", finished["id"], "--mlflow", "http://127.0.0.1:9", check=False)
     assert res.returncode == 2 and "the export to MLflow at http://127.0.0.1:9 failed" in res.stderr
     assert "Traceback" not in res.stderr
