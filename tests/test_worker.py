@@ -133,7 +133,9 @@ def test_cancel_crash_and_shutdown_of_running_jobs(job_home, long_csv, spawn_wor
     t0 = time.monotonic()
     assert "cancelling" in run_lepton("cancel", cancel_id).stderr
     run = launcher.wait(cancel_id, timeout=15)
-    assert run["status"] == "cancelled" and time.monotonic() - t0 < 10
+    # The bound includes the `lepton cancel` subprocess's own start (~3 s, far more on a loaded 2-core CI machine):
+    # 15 s still tells "within seconds" from "never".
+    assert run["status"] == "cancelled" and time.monotonic() - t0 < 15
     wait_for(lambda: not pid_alive(runs[cancel_id]["child_pid"]), 5, what="the cancelled job process to go")
 
     # 2. The job process dies hard (what the kernel's OOM killer does): failed, with its log tail.

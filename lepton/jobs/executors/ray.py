@@ -97,7 +97,6 @@ class RayJob(Job):
     def __init__(self, executor: "RayExecutor", run: dict, ref):
         self.executor, self.run_id, self.attempt, self.ref = executor, run["id"], run["attempt"], ref
         self._exit: Exit | None = None
-        self._stopped = False
 
     def poll(self) -> Exit | None:
         if self._exit is None:
@@ -127,7 +126,6 @@ class RayJob(Job):
         return Exit(0, "done")
 
     def stop(self) -> None:
-        self._stopped = True
         self.executor.ray.cancel(self.ref)  # KeyboardInterrupt in the task: it stops and returns "stopped"
 
     def kill(self) -> None:
