@@ -140,16 +140,20 @@ def lower_priority() -> None:
         pass  # an unparsable setting or a refused call leaves the priority as it is; training goes on
 
 
+def last_checkpoint(run: dict) -> Path:
+    return Path(run["run_dir"]) / "checkpoints" / "last.pt"
+
+
 def resuming(run: dict) -> bool:
     """Whether this attempt continues an earlier one (from its checkpoint, or from the start without one)."""
-    return run["attempt"] > 1 or (Path(run["run_dir"]) / "checkpoints" / "last.pt").exists()
+    return run["attempt"] > 1 or last_checkpoint(run).exists()
 
 
 def forget_replayed(store, run: dict) -> None:
     """Before a resumed attempt: the engine replays from its checkpoint, so rows logged after it would be drawn twice."""
     if not resuming(run):
         return
-    if (Path(run["run_dir"]) / "checkpoints" / "last.pt").exists():
+    if last_checkpoint(run).exists():
         if run.get("checkpoint_step") is not None:
             store.delete_metrics(run["id"], after_step=run["checkpoint_step"])
     else:
@@ -227,9 +231,8 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True, name="orphan-watch").start()
     forget_replayed(store, run)
-    ckpt = (Path(run["run_dir"]) / "checkpoints" / "last.pt").exists()
     print(f"lepton child: run {run_id} attempt {run['attempt']} pid {os.getpid()} "
-          f"{'resuming' if ckpt and resuming(run) else 'starting'}{' (preloaded spare)' if spare else ''}", flush=True)
+          f"{'resuming' if last_checkpoint(run).exists() else 'starting'}{' (preloaded spare)' if spare else ''}", flush=True)
     verdict = execute(run, store.emitter(run_id))
     if verdict.get("stopped"):
         if _orphaned.is_set():
