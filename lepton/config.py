@@ -145,10 +145,13 @@ class RunConfig(StrictConfig):
     device: Literal["auto", "cpu", "cuda", "mps"] = opt("auto", "auto picks cuda, then mps, then cpu", group="system")
     precision: Literal["auto", "bf16", "fp32"] = opt("auto", "auto uses bf16 autocast where the device supports it", group="system")
     compile: bool = opt(False, "torch.compile the model (pays off on GPUs for long runs)", group="system")
+    devices: str = opt("1", "Processes that train this run together with DistributedDataParallel, one per GPU (gloo "
+                        "on CPU): a number, or auto = every visible GPU; the batch size stays the global batch; "
+                        "frozen adapters train in one", group="system")
     num_cpus: float = opt(1.0, "CPUs a Ray worker reserves for this run on its cluster (a local worker ignores it)",
                           min=0.0, max=1024.0, group="system")
-    num_gpus: float | None = opt(None, "GPUs a Ray worker reserves for this run; empty = 1 where the cluster has a "
-                                       "GPU and device is not cpu", min=0.0, max=64.0, group="system")
+    num_gpus: float | None = opt(None, "GPUs a Ray worker reserves for this run; empty = one per --devices process "
+                                       "where the cluster has a GPU and device is not cpu", min=0.0, max=64.0, group="system")
     log_every: int = opt(10, "Log training loss every N steps (fewer host syncs)", min=1, max=10000, group="system")
     name: str | None = opt(None, "A name for the run shown in the dashboard", group="system")
 
@@ -171,6 +174,7 @@ class RunConfig(StrictConfig):
 
     def validate(self, source: str = "config") -> None:
         super().validate(source)
+        device_count(self.devices, source)
         if self.adapter_options:
             if not self.adapter:
                 raise ConfigError(f"{source}: adapter_options ({', '.join(self.adapter_options)}) need an adapter; "
@@ -179,6 +183,19 @@ class RunConfig(StrictConfig):
 
             if self.adapter in ADAPTERS:  # an unknown name is reported where the adapter is looked up
                 ADAPTERS.get(self.adapter).parse(self.adapter_options)
+
+MAX_DEVICES = 64
+
+
+def device_count(value: str, source: str = "config") -> int | None:
+    """--devices: 'auto' -> None (every visible GPU), else the count; a clear error for anything else."""
+    if value == "auto":
+        return None
+    if value.isdigit() and 1 <= int(value) <= MAX_DEVICES:
+        return int(value)
+    raise ConfigError(f"{source}: devices={value!r} should be a number of processes from 1 to {MAX_DEVICES}, "
+                      "or auto (every visible GPU)")
+
 
 def _coerce(name: str, value: Any, hint: Any, source: str) -> Any:
     """Check one value against its type hint; accept ints for floats and strings from forms."""

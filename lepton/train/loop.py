@@ -11,6 +11,7 @@ boundary, then the better of the fine-tuned model and the probe on validation is
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -34,9 +35,9 @@ from lepton.errors import DataError, RunError
 from lepton.evaluate import metrics as score, report as full_report
 from lepton.model import backbone_spec, build_backbone, check_supported, wrap
 from lepton.strategy import CONTROLLERS, auto
-from lepton.strategy.base import Context, Controller, EpochReport
+from lepton.strategy.base import Context, Controller, Decision, EpochReport
 from lepton.tracking import open_sinks
-from lepton.train import probe as probe_mod
+from lepton.train import parallel, probe as probe_mod
 from lepton.train.budget import SAVE_S, Budget, BudgetError, lr_factor
 from lepton.train.device import autocast, memory_mb, pick_device, use_bf16
 from lepton.train.events import Emit, null_emit
@@ -60,12 +61,14 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + f"{random.getrandbits(16):04x}"
     run_dir = Path(run_dir) if run_dir else paths.runs_dir() / run_id
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-    with open_sinks(run_dir, emit) as emit:
-        return _train(config, emit, run_id, run_dir, resume, controller)
+    with open_sinks(run_dir, emit) as emit, contextlib.ExitStack() as stack:
+        return _train(config, emit, run_id, run_dir, resume, controller, stack)
 
 
-def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bool,
-           controller: Controller | None) -> dict[str, Any]:
+def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bool, controller: Controller | None,
+           stack: contextlib.ExitStack, join: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The run's body. stack: what must be undone however it ends (the other ranks of a --devices run);
+    join: set in those other ranks (lepton/train/parallel.py), which train with rank 0 and return before phase 10."""
     budget = Budget(None)
     t_start = budget.t0
 
@@ -78,6 +81,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     config.save(run_dir / "config.yaml")
     _seed(config.seed)
     device = pick_device(config.device)
+    world = parallel.world_size(config.devices, device)  # --devices 4 on a 2-GPU machine fails here, not after the probe
     bf16 = use_bf16(config.precision, device)
     emit("progress", fraction=0.0, eta_s=None, phase="setup", message="loading data")
 
@@ -190,17 +194,22 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                               f"{epoch_s:.0f} s; the smallest budget that works is about "
                               f"{math.ceil((time.time() - t_start + epoch_s + reserve(forward_rate)) * 1.1 / 30) / 2:g} "
                               "minutes (or use --adapter linear-probe)")
+    # --devices N: the other ranks start here, with the plan and the epochs bound this process trains to.
+    par = stack.enter_context(parallel.start(dataclasses.replace(config, epochs=epochs), world, device, frozen,
+                                             run_id, run_dir, emit, join))
 
     def progress_of(step: int) -> float:
         """0 -> 1 over the run's planned training: steps when epochs bound it, the time window when a budget does."""
         by_steps = (step + 1) / total_steps if total_steps else 0.0
         return max(by_steps, budget.window_fraction())
 
-    def set_lr(step: int) -> float:
-        value = lr * state["lr_scale"] * lr_factor(progress_of(step), config.warmup_ratio)
+    def set_lr(step: int) -> tuple[float, float]:
+        """Sets and returns (learning rate, progress): rank 0's on every rank, since time-planned progress is a clock."""
+        progress_now, = par.follow(progress_of(step))
+        value = lr * state["lr_scale"] * lr_factor(progress_now, config.warmup_ratio)
         for g in optim.param_groups:
             g["lr"] = value
-        return value
+        return value, progress_now
 
     # ---- 8. Resume: continue the same curves from the last checkpoint ----
     state = {"epoch": 0, "batch": 0, "step": 0, "best": -1.0, "best_epoch": -1, "train_s": 0.0, "lr_scale": 1.0,
@@ -245,13 +254,14 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     stopped: str | None = None
     if not state["val_history"]:
         state["val_history"].append(probe_f1)
-        decision = controller.decide(_report(state, budget, t_start, None, None,
-                                             probe.probs(pre["val"].numpy()) if len(val[0]) else None))
+        decision = _followed(par, controller.decide(_report(state, budget, t_start, None, None,
+                                                            probe.probs(pre["val"].numpy()) if len(val[0]) else None)))
         if decision.stop:
             stopped = decision.why or f"{controller.name} controller"
     loss_sum = torch.zeros((), device=device)  # accumulated on the device: one host sync per log line
     grad_sum = torch.zeros((), device=device)
     n_logged, t_log, seen_log, t_ckpt = 0, time.time(), 0, time.time()
+    step_fwd = par.wrap(fwd)  # the training forward: under --devices, DDP all-reduces its gradients in backward
     while state["epoch"] < epochs and stopped is None:
         trained.train()
         if frozen:
@@ -261,12 +271,13 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
         batches = _batches(len(train[0]), bs, config.seed, state["epoch"], lengths["train"])
         for b in range(state["batch"], len(batches)):
             idx = batches[b]
+            mine, share = par.shard(idx)  # this rank's part of the global batch, and its loss's share of the mean
             rng = np.random.default_rng([config.seed, state["epoch"], b])  # augmentation: the same on resume
-            x, y = batch_of("train", idx, rng), labels["train"][idx].to(device, non_blocking=True)
-            lr_now = set_lr(state["step"])
+            x, y = batch_of("train", mine, rng), labels["train"][mine].to(device, non_blocking=True)
+            lr_now, progress_now = set_lr(state["step"])
             with autocast(device, bf16 and not frozen):
-                logits = fwd(x)
-            loss = F.cross_entropy(logits.float(), y) + adapter.extra_loss(model)
+                logits = step_fwd(x)
+            loss = F.cross_entropy(logits.float(), y) * share + adapter.extra_loss(model)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -274,7 +285,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                 grad_sum += norm.detach()
                 epoch_grad += norm.detach()
             optim.step()
-            adapter.after_step(model, state["step"], progress_of(state["step"]))
+            adapter.after_step(model, state["step"], progress_now)
             state["step"] += 1
             state["batch"] = b + 1
             loss_sum += loss.detach()
@@ -284,7 +295,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
             seen_log += len(idx)
             logged = state["step"] == 1 or state["step"] % config.log_every == 0
             if logged:
-                loss_value = (loss_sum / n_logged).item()  # the one host sync: every step so far has finished
+                loss_value = par.mean(loss_sum / n_logged).item()  # the one host sync: every step so far has finished
                 emit("metrics", step=state["step"], epoch=state["epoch"] + (b + 1) / len(batches), split="train",
                      values={"loss": loss_value, "lr": lr_now, "samples_per_s": seen_log / max(time.time() - t_log, 1e-9)})
                 emit("metrics", step=state["step"], epoch=state["epoch"] + (b + 1) / len(batches), split="system",
@@ -297,7 +308,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                          f"step {state['step']}")
             if logged:  # samples/s measures training: the next interval starts after these writes to the job store
                 t_log = time.time()
-            if budget.window_over() or (budget.deadline and time.time() > budget.deadline):
+            if par.follow(budget.window_over() or bool(budget.deadline and time.time() > budget.deadline))[0]:
                 stopped = "time budget"
                 break
             if not frozen and time.time() - t_ckpt > CHECKPOINT_EVERY_S:
@@ -310,7 +321,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
             state["epoch"] += 1
             state["batch"] = 0
         if epoch_steps:
-            state["loss_history"].append(float(epoch_loss / epoch_steps))
+            state["loss_history"].append(float(par.mean(epoch_loss) / epoch_steps))
         # Validation: every finished epoch, and once more when the time budget cut an epoch short.
         if val[0] and (epoch_done or epoch_steps):
             trained.eval()
@@ -329,8 +340,9 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                 state.update(best=v["macro_f1"], best_epoch=state["epoch"])
                 save_file(_trainable_state(trained), best_file)
             # Asked after every validation (also the one after a cut, so it sees the whole curve); heeded while training goes on.
-            decision = controller.decide(_report(state, budget, t_start, float(epoch_grad / max(epoch_steps, 1))
-                                                 if config.grad_clip > 0 else None, time.time() - t_epoch, probs))
+            decision = _followed(par, controller.decide(_report(
+                state, budget, t_start, float(epoch_grad / max(epoch_steps, 1)) if config.grad_clip > 0 else None,
+                time.time() - t_epoch, probs)))
             if stopped is None:
                 if decision.lr_scale != 1.0:
                     state["lr_scale"] *= decision.lr_scale
@@ -339,6 +351,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                     if new:
                         optim.add_param_group({"params": new, "lr": optim.param_groups[0]["lr"]})
                         state["depth"] = adapter.depth
+                        step_fwd = par.wrap(fwd)  # DDP takes its parameter list when built
                 if decision.why and not decision.stop:
                     emit("log", level="info", message=f"epoch {state['epoch']}: {decision.why}")
                 if decision.stop:
@@ -351,6 +364,9 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
         emit("log", level="info", message=f"stopped after epoch {state['epoch']} ({stopped}); keeping the best model")
     if not val[0] and state["step"]:  # nothing to choose a best epoch by: the last one is the model
         save_file(_trainable_state(trained), best_file)
+    par.close()
+    if par.rank:  # another rank of a --devices run: rank 0 evaluates and ships; this one's work is in its weights
+        return {}
 
     # ---- 10. Evaluate: the best checkpoint on test, and keep it or the probe, whichever validates higher ----
     # Training is over and last.pt holds the optimiser: its state and the gradients (3x the trainable
@@ -640,6 +656,12 @@ def _report(state: dict, budget: Budget, t_start: float, grad_norm: float | None
         best_f1=max(state["val_history"]), val_history=list(state["val_history"]),
         train_loss=losses[-1] if losses else None, train_loss_history=list(losses), grad_norm=grad_norm,
         epoch_seconds=epoch_seconds, val_probs=val_probs)
+
+
+def _followed(par: parallel.Parallel, d: Decision) -> Decision:
+    """The controller's decision as rank 0 made it (its inputs include timings, which differ between ranks)."""
+    lr_scale, unfreeze, stop = par.follow(d.lr_scale, d.unfreeze, float(d.stop))
+    return dataclasses.replace(d, lr_scale=lr_scale, unfreeze=int(unfreeze), stop=bool(stop))
 
 
 def _keep(trained: bool, tuned_val: float, probe_val: float, has_val: bool, keep_probe: bool,

@@ -166,13 +166,14 @@ class RayExecutor(Executor):
         log.info("ray executor: connected to %s (%s)", address or "auto", self.resources())
 
     def start(self, run: dict, log_file: IO[bytes]) -> Job:
-        from lepton.config import RunConfig
+        from lepton.config import RunConfig, device_count
         from lepton.jobs.child import forget_replayed
 
         config = RunConfig.from_dict(run["config"], source=f"run {run['id']}")
         gpus = config.num_gpus
-        if gpus is None:  # a GPU where the cluster has one, unless the run asked for the CPU
-            gpus = 1 if self.ray.cluster_resources().get("GPU") and config.device != "cpu" else 0
+        if gpus is None:  # a GPU (one per --devices process) where the cluster has one, unless the run asked for the CPU
+            wanted = device_count(config.devices) or 1  # auto: every GPU Ray gives the task, at least one
+            gpus = wanted if self.ray.cluster_resources().get("GPU") and config.device != "cpu" else 0
         forget_replayed(self.store, run)
         ref = self.remote.options(num_cpus=config.num_cpus, num_gpus=gpus).remote(run, self.queue)
         job = self.jobs[run["id"]] = RayJob(self, run, ref)
