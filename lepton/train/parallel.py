@@ -98,7 +98,9 @@ class Group(Parallel):
 
     def shard(self, idx):
         part = idx[self.rank::self.world]
-        return part, len(part) * self.world / max(len(idx), 1)
+        if not len(part):  # a last batch smaller than the group: this rank steps on one example that counts for nothing
+            return idx[:1], 0.0
+        return part, len(part) * self.world / len(idx)
 
     def wrap(self, module: torch.nn.Module) -> torch.nn.Module:
         from torch.nn.parallel import DistributedDataParallel
