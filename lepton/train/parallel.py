@@ -29,6 +29,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -89,9 +90,10 @@ class Parallel:
 class Group(Parallel):
     """This process's place in a DistributedDataParallel group of `world` processes."""
 
-    def __init__(self, device: torch.device, helpers: list | None = None, scratch: Path | None = None):
+    def __init__(self, device: torch.device, helpers: list | None = None, scratch: Path | None = None,
+                 said: queue.Queue | None = None):
         self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.device, self.helpers, self.scratch = device, helpers or [], scratch
+        self.device, self.helpers, self.scratch, self.said = device, helpers or [], scratch, said
         # follow() runs every step: over NCCL its .tolist() would wait for the GPU each time, so the few control
         # numbers travel over a gloo group on the CPU instead (every rank builds it here, in the same order).
         self.control = dist.new_group(backend="gloo") if dist.get_backend() == "nccl" else None
@@ -130,16 +132,34 @@ class Group(Parallel):
             except subprocess.TimeoutExpired:
                 pass  # __exit__ kills it
         self.__exit__()
+        self.helpers, self.said = [], None  # done: a later error in rank 0's evaluation is its own
 
     def __exit__(self, *exc: Any) -> None:
+        failed = self._failure() if exc and exc[1] is not None else None
         for p in self.helpers:
             if p.poll() is None:
                 p.kill()
                 p.wait()
-        if dist.is_initialized():
-            dist.destroy_process_group()
+        if dist.is_initialized() and (not exc or exc[1] is None):
+            dist.destroy_process_group()  # (after a failure the group is left as it is: its peers are gone)
         if self.scratch is not None:
             shutil.rmtree(self.scratch, ignore_errors=True)
+        if failed:  # the run failed because another rank did: say what that rank said, not "connection closed"
+            raise RunError(f"devices: another training process failed: {failed}") from exc[1]
+
+    def _failure(self) -> str | None:
+        """What a failed helper reported (it reports before it exits, so wait for that a moment)."""
+        deadline = time.time() + 5.0
+        while self.said is not None and time.time() < deadline:
+            try:
+                msg = self.said.get(timeout=0.2)
+            except queue.Empty:
+                if all(p.poll() is None for p in self.helpers):
+                    return None  # nobody failed: rank 0's own error stands
+                continue
+            if msg.startswith(FAILED):
+                return msg[len(FAILED):]
+        return None
 
 
 def start(config: Any, world: int, device: torch.device, frozen: bool, run_id: str, run_dir: Path, emit: Emit,
@@ -202,7 +222,7 @@ def start(config: Any, world: int, device: torch.device, frozen: bool, run_id: s
             p.kill()
         shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return Group(device, helpers, scratch)
+    return Group(device, helpers, scratch, said)
 
 
 READY, FAILED = "lepton-ddp: ready", "lepton-ddp: failed: "
@@ -210,13 +230,9 @@ HELPER = "import json, sys; from lepton.train.parallel import helper; helper(jso
 
 
 def _relay(p: subprocess.Popen, said: queue.Queue) -> None:
-    """A helper's protocol lines (whatever else a library prints to stdout is passed to stderr)."""
+    """A helper's stdout carries only its protocol lines (helper() sends everything else to stderr)."""
     for line in p.stdout:
-        line = line.rstrip("\n")
-        if line == READY or line.startswith(FAILED):
-            said.put(line)
-        else:
-            print(line, file=sys.stderr)
+        said.put(line.rstrip("\n"))
 
 
 def _wait_ready(helpers: list[subprocess.Popen], said: queue.Queue) -> None:
@@ -229,7 +245,7 @@ def _wait_ready(helpers: list[subprocess.Popen], said: queue.Queue) -> None:
             msg = None
         if msg == READY:
             seen += 1
-        elif msg is not None:
+        elif msg is not None and msg.startswith(FAILED):
             raise RunError(f"devices: another training process {msg[len(FAILED):]}")
         elif any(p.poll() is not None for p in helpers):
             code = next(p.returncode for p in helpers if p.poll() is not None)
@@ -269,6 +285,11 @@ def helper(job: dict[str, Any]) -> None:
     from lepton.train.events import null_emit
 
     rank, world, backend = job["rank"], job["world"], job["backend"]
+    # fd 1 is rank 0's pipe for the protocol lines alone: whatever a library prints (gloo's banner, say) goes to
+    # stderr, like the rest of this rank's output.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    sys.stdout.flush()
+    os.dup2(2, 1)
     scratch = Path(job["scratch"])
     threading.Thread(target=_exit_with(os.getppid(), scratch), daemon=True).start()
     torch.set_num_threads(job["threads"])
@@ -276,19 +297,23 @@ def helper(job: dict[str, Any]) -> None:
         torch.cuda.set_device(rank)
 
     def join() -> None:  # called by the loop once its model is built, where rank 0 waits
-        print(READY, flush=True)
+        print(READY, file=protocol, flush=True)
         _init_group(backend, job["port"], rank, world)
 
+    # Not unwound on failure: destroying a process group that a peer is still waiting on can block for good.
+    stack = contextlib.ExitStack()
     try:
-        with contextlib.ExitStack() as stack:
-            loop._train(RunConfig.from_dict(job["config"]), null_emit, job["run_id"], scratch, True, None, stack,
-                        join)
+        loop._train(RunConfig.from_dict(job["config"]), null_emit, job["run_id"], scratch, True, None, stack, join)
     except BaseException as e:  # noqa: BLE001 - anything: rank 0 names it instead of waiting
-        if not dist.is_initialized():
-            print(f"{FAILED}{type(e).__name__}: {e}", flush=True)
-        raise
-    finally:  # however it ends (rank 0 may be gone and unable to clean up)
         _remove(scratch)
+        try:
+            traceback.print_exc()  # into rank 0's stderr: the run's log
+            print(f"{FAILED}{type(e).__name__}: {e}", file=protocol, flush=True)
+        except OSError:
+            pass  # rank 0 is gone (its pipe is closed): nobody to tell
+        os._exit(1)  # the closed connection ends rank 0's collective at once
+    stack.close()
+    _remove(scratch)
 
 
 def _remove(scratch: Path) -> None:
