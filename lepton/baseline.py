@@ -1,10 +1,10 @@
 """What fine-tuning bought: the untuned pretrained backbone, measured on the same splits as the run.
 
 The loop fits a logistic-regression probe on the pretrained backbone's frozen features before it
-trains (lepton/train/probe.py). After the run has scored its test split, `extras(...)` adds to
+trains (its task's fit_probe, lepton/tasks). After the run has scored its test split, `extras(...)` adds to
 its folder and report:
-- the probe against the shipped model on the same test examples: overall metrics, per-class F1
-  difference, examples fixed and broken;
+- the probe against the shipped model on the same test examples: the task's metrics (single-label
+  adds the per-class F1 difference and the examples fixed and broken);
 - `embeddings.json`: a 2-D PCA map of the test features before (pretrained) and after fine-tuning, and
   `embeddings.safetensors`: those features (fp16, at most MAX_MAP_POINTS), from which the run page
   computes a t-SNE map when asked (`tsne_maps`);
@@ -27,7 +27,6 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from lepton.data import Dataset, Example
-from lepton.evaluate import pretrained_vs_finetuned
 from lepton.train.events import Emit
 from lepton.train.features import batched_features, cached_features, frozen_key
 
@@ -37,14 +36,15 @@ EMBEDDINGS = "embeddings.json"
 EMBEDDING_FEATURES = "embeddings.safetensors"
 
 
-def extras(run_dir: Path, train: tuple[Dataset, tuple[list[Example], list[int]]],
-           test: tuple[Dataset, tuple[list[Example], list[int]]], probs_before: np.ndarray, probs: np.ndarray,
+def extras(run_dir: Path, task: Any, train: tuple[Dataset, tuple[list[Example], list[Any]]],
+           test: tuple[Dataset, tuple[list[Example], list[Any]]], probs_before: np.ndarray, probs: np.ndarray,
            before_test: torch.Tensor, after_test: torch.Tensor | None, seed: int, same: bool, emit: Emit) -> dict[str, Any]:
     """Write predictions.csv and embeddings.json; return report.json's additions.
 
-    The loop has already computed everything: the probe's test probabilities (probs_before) on the
-    pretrained features (before_test), the shipped model's probabilities (probs) and the head's
-    inputs after fine-tuning (after_test; None or `same` when the head sat on the pretrained features).
+    The loop has already computed everything: the probe's test outputs (probs_before) on the pretrained
+    features (before_test), the shipped model's outputs (probs) and the head's inputs after fine-tuning
+    (after_test; None or `same` when the head sat on the pretrained features). The embedding maps are
+    coloured by class, so a task without one class per example (multi-label, regression) has none.
     Best effort past predictions.csv: a failure here is logged and never fails a finished run."""
     ds, _ = train
     test_ds, (test_exs, test_y) = test
@@ -54,20 +54,22 @@ def extras(run_dir: Path, train: tuple[Dataset, tuple[list[Example], list[int]]]
         return out
     refs = [e.ref for e in test_exs]
     try:
-        section = pretrained_vs_finetuned(test_y, probs_before, probs, classes, refs)
-        section["probe"] = "logistic regression (scikit-learn) on the pretrained backbone's frozen features"
+        section = task.side_by_side(test_y, probs_before, probs, refs)
+        section["probe"] = "a linear model (scikit-learn) on the pretrained backbone's frozen features"
         out["pretrained_vs_finetuned"] = section
-        d = section["delta"]
-        emit("log", level="info", message=f"pretrained probe test macro-F1 {section['pretrained']['macro_f1']:.3f} -> "
-             f"shipped model {section['finetuned']['macro_f1']:.3f} ({d['macro_f1']:+.3f}); "
-             f"{section['fixed']} fixed, {section['broken']} broken")
-        after = before_test if same or after_test is None else after_test
-        write_embeddings(run_dir / EMBEDDINGS, before_test.numpy(), after.numpy(), test_y, probs.argmax(1),
-                         classes, refs, seed, same=same or after_test is None)
-        out["artifacts"]["embeddings"] = EMBEDDINGS
+        k = task.primary
+        changed = f"; {section['fixed']} fixed, {section['broken']} broken" if "fixed" in section else ""
+        emit("log", level="info", message=f"pretrained probe test {k} {section['pretrained'][k]:.3f} -> "
+             f"shipped model {section['finetuned'][k]:.3f} ({section['delta'][k]:+.3f}){changed}")
+        colours = task.colours(test_y)
+        if colours is not None:
+            after = before_test if same or after_test is None else after_test
+            write_embeddings(run_dir / EMBEDDINGS, before_test.numpy(), after.numpy(), colours, probs.argmax(1),
+                             classes, refs, seed, same=same or after_test is None)
+            out["artifacts"]["embeddings"] = EMBEDDINGS
     except Exception as e:  # noqa: BLE001 - the comparison is an extra; the trained model is already safe
         emit("log", level="warning", message=f"pretrained baseline skipped: {type(e).__name__}: {e}")
-    write_predictions(run_dir / PREDICTIONS, test_ds, test_exs, test_y, probs, classes, probs_before.argmax(1))
+    write_predictions(run_dir / PREDICTIONS, task, test_ds, test_exs, test_y, probs, probs_before)
     out["artifacts"]["predictions"] = PREDICTIONS
     return out
 
@@ -151,20 +153,21 @@ def tsne_maps(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray] | None:
     return {"before": before, "after": tsne_2d(feats["after"], seed) if "after" in feats else before}
 
 
-def write_predictions(path: Path, ds: Dataset, exs: list[Example], y: list[int], probs: np.ndarray,
-                      classes: list[str], pretrained_pred: np.ndarray | None = None) -> None:
-    """predictions.csv: enough to browse mistakes without the model (x is the text, or the stored
-    file's path relative to the dataset folder)."""
+def write_predictions(path: Path, task: Any, ds: Dataset, exs: list[Example], y: list[Any], probs: np.ndarray,
+                      probs_before: np.ndarray | None = None) -> None:
+    """predictions.csv: enough to browse mistakes without the model (x is the text, or the stored file's path
+    relative to the dataset folder): the task's columns (true, pred, …), the pretrained probe's prediction,
+    and one probability column per class where the outputs are class probabilities."""
     root = Path(ds.root)
+    per_class = task.class_names if probs.shape[1:] == (len(task.class_names),) and task.class_names else []
     with path.open("w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
-        w.writerow(["ref", "x", "true", "pred", "confidence", "pretrained_pred", *[f"prob_{c}" for c in classes]])
-        pred = probs.argmax(1)
+        w.writerow(["ref", "x", *task.csv_columns(), "pretrained_pred", *[f"prob_{c}" for c in per_class]])
         for i, e in enumerate(exs):
             x = e.x if isinstance(e.x, str) else _relative(Path(e.x), root)
-            w.writerow([e.ref, x, classes[y[i]], classes[pred[i]], f"{probs[i, pred[i]]:.6f}",
-                        classes[pretrained_pred[i]] if pretrained_pred is not None else "",
-                        *[f"{p:.6f}" for p in probs[i]]])
+            before = task.csv_row(y[i], probs_before[i])[1] if probs_before is not None else ""
+            w.writerow([e.ref, x, *task.csv_row(y[i], probs[i]), before,
+                        *[f"{p:.6f}" for p in (probs[i] if per_class else ())]])
 
 
 def _relative(p: Path, root: Path) -> str:

@@ -107,12 +107,12 @@ def sources(path: Path, modality: str) -> Source:
 
 
 def predict_batch(predictor: Any, path: str | Path, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Write one CSV row per readable input (input, label, score, one column per class); returns a summary."""
+    """Write one CSV row per readable input (input, then the run's task's answer: label, score and one column per
+    class; labels and one column per class; or value); returns a summary."""
     from tqdm import tqdm
 
     path, out = Path(path).expanduser(), Path(out).expanduser()
     todo = list(sources(path, predictor.modality))
-    classes = list(predictor.classes)
     skipped: list[dict[str, str]] = []
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent)
@@ -121,7 +121,7 @@ def predict_batch(predictor: Any, path: str | Path, out: str | Path, progress: b
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f, \
                 tqdm(total=len(todo), desc="predict", unit="input", file=sys.stderr, disable=not progress) as bar:
             w = csv.writer(f)
-            w.writerow(["input", "label", "score", *classes])
+            w.writerow(["input", *predictor.task.answer_columns()])
             for start in range(0, len(todo), BATCH):
                 names, items = [], []
                 for name, read in todo[start:start + BATCH]:
@@ -131,8 +131,8 @@ def predict_batch(predictor: Any, path: str | Path, out: str | Path, progress: b
                     except Exception as e:  # noqa: BLE001 - any unreadable input is one skipped row, never the end of the batch
                         skipped.append({"input": name, "error": str(e).splitlines()[0] if str(e) else type(e).__name__})
                         bar.write(f"lepton predict: skipped {name}: {skipped[-1]['error']}", file=sys.stderr)
-                for name, r in zip(names, predictor.predict_batch(items) if items else []):
-                    w.writerow([name, r["label"], f"{r['probs'][r['label']]:.6f}", *(f"{r['probs'][c]:.6f}" for c in classes)])
+                for name, output in zip(names, predictor.outputs(items) if items else []):
+                    w.writerow([name, *predictor.task.answer_cells(output)])
                     rows += 1
                 bar.update(len(todo[start:start + BATCH]))
         os.replace(tmp, out)

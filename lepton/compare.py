@@ -110,8 +110,8 @@ def config_diff(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 # ---------------------------------------------------------------- final metrics
 def final_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per run: dataset, model and final metrics; `best` marks the highest test macro-F1
-    among runs evaluated on the same dataset (comparing scores across datasets means little)."""
+    """One row per run: dataset, model and final metrics; `best` marks the highest test score (the task's primary
+    metric) among runs evaluated on the same dataset (comparing scores across datasets means little)."""
     rows = []
     names = labels(runs)
     for r in runs:
@@ -133,14 +133,19 @@ def final_table(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             else:
                 v = summary.get(col)
             row[col] = v
+        # The task's primary metric (macro-F1, micro-F1 or R²): what `best` ranks, whatever the task.
+        row["task"] = rep.get("task") or "single-label"
+        row["primary"] = rep.get("primary") or "macro_f1"
+        row["score"] = rep.get(row["primary"])
+        row["best_val_score"] = summary.get("best_val_score", summary.get("best_val_macro_f1"))
         row["best"] = False
         rows.append(row)
     groups: dict[Any, list[dict]] = {}
     for row in rows:
-        if row["macro_f1"] is not None:
+        if row["score"] is not None:
             groups.setdefault(row["test_dataset"] or row["dataset"], []).append(row)
     for group in groups.values():
-        max(group, key=lambda x: x["macro_f1"])["best"] = True
+        max(group, key=lambda x: x["score"])["best"] = True
     return rows
 
 
@@ -167,7 +172,7 @@ def compare(refs: Iterable[str], metric: str = DEFAULT_METRIC, x: str = "epoch")
 
 def format_table(table: list[dict[str, Any]]) -> str:
     """The final-metrics table as aligned text, the best run(s) starred."""
-    cols = [("", 1), ("run", 22), ("dataset", 20), ("backbone", 14), ("adapter", 12), ("accuracy", 9),
+    cols = [("", 1), ("run", 22), ("dataset", 20), ("backbone", 14), ("adapter", 12), ("score", 7), ("accuracy", 9),
             ("macro_f1", 9), ("ece", 7), ("pretrained_macro_f1", 11), ("train_seconds", 9)]
     heads = {"pretrained_macro_f1": "pretrained", "train_seconds": "train_s", "macro_f1": "macro-F1", "ece": "ECE"}
     lines = ["  ".join(f"{heads.get(c, c):<{w}}" for c, w in cols)]
@@ -184,7 +189,7 @@ def format_table(table: list[dict[str, Any]]) -> str:
                 v = f"{v:.1f}" if c == "train_seconds" else f"{v:.3f}"
             cells.append(f"{'' if v is None else str(v)[:w]:<{w}}")
         lines.append("  ".join(cells).rstrip())
-    lines.append("* best macro-F1 among runs on the same test dataset")
+    lines.append("* best score (macro-F1; micro-F1 for multi-label, R² for regression) among runs on the same test dataset")
     return "\n".join(lines)
 
 

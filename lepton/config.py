@@ -106,6 +106,8 @@ class RunConfig(StrictConfig):
     modality: Literal["auto", "text", "image", "audio"] = opt("auto", "Data modality; auto detects it from the files", group="data")
     text_column: str = opt("text", "Text column name (CSV/TSV/JSONL)", group="data")
     label_column: str = opt("label", "Label column name (CSV/TSV/JSONL)", group="data")
+    task: str = opt("auto", "What a label is: single-label, multi-label (a JSON list or a;b) or regression (a number); "
+                    "auto = multi-label for JSON-list labels, else single-label", group="data")
 
     backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default", group="model")
     adapter: str | None = opt(None, "Adapter: linear-probe, full, lora, …; empty = the backbone's recommended one", group="model")
@@ -123,8 +125,11 @@ class RunConfig(StrictConfig):
     lr: float | None = opt(None, "Peak learning rate; empty = the adapter's default", min=0.0, max=10.0, group="training")
     weight_decay: float = opt(0.01, "AdamW weight decay", min=0.0, max=1.0, group="training")
     warmup_ratio: float = opt(0.1, "Fraction of steps spent warming the learning rate up linearly", min=0.0, max=0.5, group="training")
+    loss: Literal["auto", "mse", "huber"] = opt("auto", "Training loss: auto = the task's (cross-entropy, binary cross-entropy, MSE); regression "
+                    "also takes huber", group="training")
     grad_clip: float = opt(1.0, "Clip the gradient norm to this (0 = off)", min=0.0, max=100.0, group="training")
-    early_stopping: int = opt(0, "Stop after this many epochs without validation macro-F1 improving (0 = off)", min=0, max=100, group="training")
+    early_stopping: int = opt(0, "Stop after this many epochs without the validation score (the task's primary metric) "
+                              "improving (0 = off)", min=0, max=100, group="training")
     max_minutes: float | None = opt(None, "Time budget: the schedule is laid over it and everything the run does fits in it; "
                                     "empty = from the dataset size when epochs are empty", min=0.0, group="training")
     augment: Literal["auto", "on", "off"] = opt("auto", "Augment training inputs (images: crop, flip where labels allow, "
@@ -175,6 +180,10 @@ class RunConfig(StrictConfig):
     def validate(self, source: str = "config") -> None:
         super().validate(source)
         device_count(self.devices, source)
+        from lepton.tasks import TASKS
+
+        if self.task != "auto" and self.task not in TASKS:
+            raise ConfigError(f"{source}: task={self.task!r} is not one of auto, {', '.join(TASKS)}")
         if self.adapter_options:
             if not self.adapter:
                 raise ConfigError(f"{source}: adapter_options ({', '.join(self.adapter_options)}) need an adapter; "
@@ -248,6 +257,7 @@ class StudyConfig(StrictConfig):
 
     data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
     test_data: str | None = opt(None, "Optional separate test set (id or path)", group="data")
+    task: str = opt("auto", "What a label is (as for train); studies take single-label data for now", group="data")
     strategy: Literal["rl", "tpe", "random"] = opt("rl", "Who proposes trials: the learned policy (rl), Optuna's TPE "
                                                    "with median pruning (tpe), or random search (random)", group="study")
     budget_minutes: float = opt(3.0, "Wall-clock budget for the whole study, every trial included", min=0.1, max=1440.0,

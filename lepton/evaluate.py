@@ -133,7 +133,7 @@ def held_out_split(splits: Sequence[str]) -> str | None:
 
 def evaluate_run(run: str, data: str, batch_size: int = 64, split: str | None = "auto",
                  predictor: Any = None) -> dict[str, Any]:
-    """Report of a finished run on another dataset (same modality, known labels).
+    """Report of a finished run on another dataset (same modality and task, known labels).
 
     split="auto" evaluates the dataset's held-out split (test, else validation) when it has one,
     so a column of the transfer matrix compares runs on the same examples; a file given by path is
@@ -146,9 +146,14 @@ def evaluate_run(run: str, data: str, batch_size: int = 64, split: str | None = 
     from lepton.predict import Predictor
 
     pred = predictor or Predictor.load(run)
-    ds = ingest(Path(data), split="test").dataset if Path(data).expanduser().exists() else load_dataset(data)
+    task = pred.task
+    ds = (ingest(Path(data), split="test", task=task.name).dataset if Path(data).expanduser().exists()
+          else load_dataset(data))
     if ds.modality != pred.modality:
         raise DataError(f"'{ds.name}' is {ds.modality} data but run '{pred.run_dir.name}' classifies {pred.modality}")
+    if ds.task != task.name:
+        raise DataError(f"'{ds.name}' is stored as {ds.task} data but run '{pred.run_dir.name}' is {task.name}: "
+                        "give the file itself (it is read as the run's task)")
     unknown = sorted(set(ds.classes) - set(pred.classes))
     if unknown:
         raise DataError(f"'{ds.name}' has labels the run never learned: {', '.join(unknown)}; "
@@ -163,11 +168,10 @@ def evaluate_run(run: str, data: str, batch_size: int = 64, split: str | None = 
             raise DataError(f"'{ds.name}' has no {split} split; it has {', '.join(ds.splits)} (or use all)")
         splits, split = [s], s
     exs = [e for s in splits for e in ds.examples(s)]
-    probs = np.concatenate([
-        np.array([[o["probs"][c] for c in pred.classes] for o in
-                  pred.predict_batch([ds.load(e.x) for e in exs[i:i + batch_size]])])
-        for i in range(0, len(exs), batch_size)])
-    y = [pred.classes.index(ds.classes[e.label]) for e in exs]
-    out = report(y, probs, pred.classes, refs=[e.ref for e in exs])
+    outputs = np.concatenate([pred.outputs([ds.load(e.x) for e in exs[i:i + batch_size]])
+                              for i in range(0, len(exs), batch_size)] or [np.zeros((0, task.width))])
+    y = task.remap([e.label for e in exs], ds.classes)
+    out = task.report(y, outputs, [e.ref for e in exs])
+    out["task"], out["primary"] = task.name, task.primary
     out.update(run_id=pred.run_dir.name, dataset=ds.id, dataset_name=ds.name, split=split)
     return out

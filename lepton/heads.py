@@ -2,8 +2,10 @@
 
 Two kinds, named in model/meta.json so Predictor rebuilds the right one:
 - "classification": LayerNorm -> Dropout -> Linear, trained from scratch;
-- "probe": the logistic probe's standardisation (fixed mean/std buffers) -> Linear. It holds the
-  scikit-learn probe exactly, so a run can ship the probe, or start fine-tuning from it (LP-FT).
+- "probe": the linear probe's standardisation (fixed mean/std buffers) -> Linear. It holds the task's
+  scikit-learn probe exactly (logistic, one logistic per label, or ridge), so a run can ship the probe, or
+  start fine-tuning from it (LP-FT).
+Their width is the task's (classes, labels, or 1 for regression).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ def classification_head(dim: int, num_classes: int, dropout: float = 0.1) -> nn.
 
 
 class ProbeHead(nn.Module):
-    """(x - mean) / scale, then Linear: StandardScaler + LogisticRegression as one torch module."""
+    """(x - mean) / scale, then Linear: StandardScaler + the task's linear model as one torch module."""
 
     def __init__(self, dim: int, num_classes: int):
         super().__init__()
@@ -38,7 +40,7 @@ class ProbeHead(nn.Module):
 
     @torch.no_grad()
     def load_probe(self, mean: np.ndarray, scale: np.ndarray, coef: np.ndarray, intercept: np.ndarray) -> "ProbeHead":
-        """Copy a fitted scaler and logistic regression in; coef is (C, dim) over all C classes."""
+        """Copy a fitted scaler and linear model in; coef is (width, dim)."""
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
         self.linear.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))

@@ -1,4 +1,5 @@
-"""Predictor: load a finished run (safetensors + JSON, never pickle) and classify raw inputs.
+"""Predictor: load a finished run (safetensors + JSON, never pickle) and answer for raw inputs (its task's
+answer: a label and class probabilities, the labels above their thresholds, or a value).
 
 A run folder is read like any other untrusted input: only model/meta.json (JSON, its fields checked)
 and model/model.safetensors, each refused with one line when it is not a regular file or is damaged.
@@ -22,6 +23,7 @@ from lepton.data import load_item
 from lepton.errors import RunError
 from lepton.companions import blend
 from lepton.model import build_backbone, wrap
+from lepton.tasks import TASKS, task_of
 
 
 def resolve_run_dir(ref: str | Path) -> Path:
@@ -147,6 +149,7 @@ class Predictor:
         self.companion = _companion(run_dir) if meta.get("companion") else None
         self.classes: list[str] = meta["classes"]
         self.modality: str = meta["modality"]
+        self.task = task_of(meta.get("task", "single-label"), self.classes, meta.get("task_state"))
 
     @classmethod
     def load(cls, run: str | Path) -> "Predictor":
@@ -155,7 +158,12 @@ class Predictor:
         spec = resolve_backbone(meta["backbone"], meta["modality"])
         backbone = build_backbone(spec, meta["max_length"], meta.get("image_size"))
         options = adapter_options(meta)
-        _, model = wrap(backbone, spec, meta["adapter"], options, len(meta["classes"]), meta.get("head", "classification"))
+        task = meta.get("task", "single-label")
+        if task not in TASKS or not isinstance(meta.get("task_state", {}), dict):
+            raise RunError(f"run '{run_dir.name}': `model/meta.json` names the task {task!r}, which this Lepton does not "
+                           f"know (it knows {', '.join(TASKS)}): was it made by another Lepton version?")
+        width = task_of(task, meta["classes"], meta.get("task_state")).width
+        _, model = wrap(backbone, spec, meta["adapter"], options, width, meta.get("head", "classification"))
         state = load_weights(run_dir)
         unexpected = set(state) - set(model.state_dict())
         if unexpected:
@@ -167,18 +175,22 @@ class Predictor:
 
     @torch.no_grad()
     def network_probs(self, items: list[Any]) -> np.ndarray:
-        """(N, C) class probabilities of the network alone (no companion blend), from loaded items."""
-        return self.model(self.model.backbone.preprocess(items)).float().softmax(-1).numpy()
+        """(N, width) outputs of the network alone (no companion blend), from loaded items: class probabilities
+        (single-label, multi-label) or values (regression)."""
+        return self.task.decode(self.model(self.model.backbone.preprocess(items))).numpy()
 
-    def predict_batch(self, inputs: list[Any]) -> list[dict[str, Any]]:
-        t0 = time.perf_counter()
-        items = [load_item(self.modality, x) for x in inputs]
+    def outputs(self, items: list[Any]) -> np.ndarray:
+        """(N, width) outputs of what the run shipped, from loaded items."""
         probs = self.network_probs(items)
         if self.companion is not None:  # the run shipped a blend with its classical companion (lepton/companions.py)
             probs = blend(probs, self.companion[0].probs(items), self.companion[1])
+        return probs
+
+    def predict_batch(self, inputs: list[Any]) -> list[dict[str, Any]]:
+        t0 = time.perf_counter()
+        outputs = self.outputs([load_item(self.modality, x) for x in inputs])
         ms = (time.perf_counter() - t0) * 1000 / max(len(inputs), 1)
-        return [{"label": self.classes[int(p.argmax())],
-                 "probs": {c: float(v) for c, v in zip(self.classes, p)}, "latency_ms": ms} for p in probs]
+        return [{**self.task.answer(o), "latency_ms": ms} for o in outputs]
 
     def predict(self, x: Any) -> dict[str, Any]:
         return self.predict_batch([x])[0]

@@ -324,6 +324,7 @@ def pin_threads() -> int:
 def load(ref: str, onnx: bool = False, int8: bool = False) -> tuple[Any, float]:
     """(predictor, seconds it took): a run or safetensors export through Predictor, an ONNX folder through onnxruntime."""
     from lepton.predict import Predictor
+    from lepton.tasks.base import check_exclusive
 
     t0 = time.perf_counter()
     if onnx or int8:
@@ -333,6 +334,7 @@ def load(ref: str, onnx: bool = False, int8: bool = False) -> tuple[Any, float]:
     else:
         pin_threads()
         pred = Predictor.load(ref)
+    check_exclusive(pred.task, "lepton serve", f"run '{pred.run_dir.name}'", "use `lepton predict` for this run")
     return pred, time.perf_counter() - t0
 
 

@@ -107,13 +107,18 @@ def merge_lora(module: Any) -> int:
     return merged
 
 
-def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_emit) -> str | None:
-    """Put the source run's head (its kind and weights) on the model when its classes are these, in this
-    order; returns the head's kind if it did."""
+def load_head(model: Any, from_run: str, classes: list[str], task: Any, emit: Emit = null_emit) -> str | None:
+    """Put the source run's head (its kind and weights) on the model when its task and classes are these, in
+    this order; returns the head's kind if it did."""
     from lepton.heads import build_head
     from lepton.predict import load_weights
 
     run_dir, meta = source(from_run)
+    source_task = meta.get("task", "single-label")
+    if source_task != task.name:
+        emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone; new head (the source is "
+             f"{source_task}, this run {task.name})")
+        return None
     if list(meta["classes"]) != list(classes):
         why = "different order" if sorted(meta["classes"]) == sorted(classes) else "different labels"
         emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone; new head ({why}: "
@@ -121,7 +126,7 @@ def load_head(model: Any, from_run: str, classes: list[str], emit: Emit = null_e
         return None
     state = load_weights(run_dir)
     kind = meta.get("head", "classification")
-    model.head = build_head(kind, model.backbone.dim, len(classes))
+    model.head = build_head(kind, model.backbone.dim, task.width)
     model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone and its head (same labels)")
     return kind
@@ -138,10 +143,16 @@ def evaluate_and_store(run: str, data: str, split: str | None = "auto", predicto
     from lepton.evaluate import evaluate_run
     from lepton.jobs.store import get_store
 
+    from lepton.tasks import TASKS
+
     rep = evaluate_run(run, data, split=split, predictor=predictor)
-    metrics = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "n": rep["n"],
-               "ece": rep["calibration"]["ece"], "dataset_name": rep["dataset_name"],
-               "per_class_f1": {c: v["f1"] for c, v in rep["per_class"].items()}}
+    # The task's headline metrics (the matrix reads macro_f1, which single- and multi-label runs have).
+    metrics = {**{k: rep[k] for k in TASKS.get(rep["task"]).headline}, "task": rep["task"], "n": rep["n"],
+               "dataset_name": rep["dataset_name"]}
+    if rep.get("calibration"):
+        metrics["ece"] = rep["calibration"]["ece"]
+    if rep.get("per_class"):
+        metrics["per_class_f1"] = {c: v["f1"] for c, v in rep["per_class"].items()}
     rep["evaluation_id"] = get_store().add_evaluation(rep["run_id"], rep["dataset"], metrics, rep["split"])
     return rep
 

@@ -58,7 +58,8 @@ def test_final_table_marks_the_best_per_test_dataset():
     assert [r["best"] for r in table] == [False, True, True, False]
     assert table[0]["ece"] == 0.1 and table[0]["train_seconds"] == 1.0
     text = cmp.format_table(table)
-    assert text.splitlines()[2].startswith("*") and "best macro-F1" in text
+    assert text.splitlines()[2].startswith("*") and "best score (macro-F1" in text
+    assert [r["score"] for r in table] == [0.5, 0.8, 0.4, None] and table[0]["primary"] == "macro_f1"
 
 
 def test_per_class_f1_side_by_side_over_the_union_of_classes():

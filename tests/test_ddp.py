@@ -54,9 +54,10 @@ def setup(tmp_path_factory):
 
 def config(setup, **kw) -> RunConfig:
     _, folder, data = setup
-    # batch 7: the ranks' shards differ in size (4 and 3), which the loss share must weigh
+    # batch 7: the ranks' shards differ in size (4 and 3), which the loss share must weigh. fp32: bf16 autocast (on
+    # where the CPU has AVX512-BF16) rounds a split batch differently, 1.5e-3 apart after 21 steps (measured).
     fields = dict(data=str(data), backbone=str(folder), adapter="full", epochs=3, batch_size=7, lr=1e-3,
-                  companion=False, keep_probe=False, log_every=1)
+                  companion=False, keep_probe=False, log_every=1, precision="fp32")
     return RunConfig(**{**fields, **kw})
 
 

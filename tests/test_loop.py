@@ -111,3 +111,15 @@ def test_same_seed_same_result(home, tmp_path):
     wa = json.loads((home / "runs" / a["run_id"] / "report.json").read_text())["confusion_matrix"]
     wb = json.loads((home / "runs" / b["run_id"] / "report.json").read_text())["confusion_matrix"]
     assert wa == wb
+
+
+def test_run_ids_do_not_repeat_after_a_run_seeds_random():
+    """Every run seeds `random`; ids drawn from it repeated within a second (two runs shared one folder)."""
+    import random
+
+    from lepton.train.loop import new_run_id
+
+    random.seed(0)
+    first = new_run_id()
+    random.seed(0)
+    assert new_run_id() != first

@@ -53,12 +53,13 @@ def _model_from(source: str, adapter: str, classes: list[str]):
     """What phase 3 of the loop builds for a warm start, without training."""
     from lepton.adapters import get_adapter
     from lepton.heads import classification_head
+    from lepton.tasks import task_of
     from lepton.transfer import load_head, source_spec
 
     spec = source_spec(RunConfig(data="x", from_run=source), "text")
     backbone = spec.build()
     model = get_adapter(adapter).wrap(backbone, classification_head(backbone.dim, len(classes)))
-    return spec, model, load_head(model, source, classes)
+    return spec, model, load_head(model, source, classes, task_of("single-label", classes))
 
 
 TEXTS = ["the film was superb, really superb", "the meal was awful, really awful", "trip terrible"]

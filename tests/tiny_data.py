@@ -106,3 +106,80 @@ def train_tiny_run(env: dict, *args: str) -> str:
                          capture_output=True, text=True, timeout=240, env=env, cwd=str(repo))
     assert res.returncode == 0, res.stderr[-3000:]
     return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
+
+
+# ---- multi-label and regression versions of the same three modalities (lepton/tasks) ----
+TOPICS = {"food": ["pasta", "bread", "soup", "cheese"], "travel": ["train", "flight", "hotel", "beach"],
+          "music": ["guitar", "piano", "song", "drums"]}
+NUMBERS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def write_multilabel_jsonl(path: Path, n: int = 60, seed: int = 0) -> Path:
+    """Texts naming one or two topics; the label is the JSON list of them."""
+    import json
+
+    rng = random.Random(seed)
+    with path.open("w", encoding="utf-8") as f:
+        for i in range(n):
+            labels = rng.sample(sorted(TOPICS), 1 + i % 2)
+            words = [TOPICS[t][(i // 3) % 4] for t in labels] + ["today"]
+            f.write(json.dumps({"text": " and ".join(words) + f" {i}", "label": labels}) + "\n")
+    return path
+
+
+def write_regression_csv(path: Path, n: int = 60, seed: int = 0) -> Path:
+    """'it costs <number> coins': the label is 1.5 x the number, plus a little noise."""
+    rng = random.Random(seed)
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        for i in range(n):
+            k = i % 10
+            w.writerow([f"it costs {NUMBERS[k]} coins, item {i}", f"{1.5 * k + rng.gauss(0, 0.1):.3f}"])
+    return path
+
+
+def write_image_tasks(root: Path, task: str, n: int = 6, seed: int = 0) -> Path:
+    """Multi-label: a red and/or a blue square (folders red, blue, blue;red). Regression: grey level (folder = value)."""
+    rng = random.Random(seed)
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220)}
+    folders = ["red", "blue", "blue;red"] if task == "multi-label" else [str(v) for v in (40, 80, 120, 160, 200, 240)]
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            if task == "multi-label":
+                img = Image.new("RGB", (32, 32), (235, 235, 235))
+                for j, name in enumerate(folder.split(";")):
+                    x = rng.randint(0, 4) + 16 * j
+                    ImageDraw.Draw(img).rectangle([x, 8, x + 12, 20], fill=colours[name])
+            else:
+                v = int(folder) + rng.randint(-5, 5)
+                img = Image.new("RGB", (32, 32), (v, v, v))
+            img.save(root / folder / f"{i}.png")
+    return root
+
+
+def write_audio_tasks(root: Path, task: str, n: int = 6, seed: int = 0, sr: int = 16000) -> Path:
+    """Multi-label: a low and/or a high tone (folders low, high, high;low). Regression: the tone's frequency."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(0.5 * sr)) / sr
+    tones = {"low": 220.0, "high": 1760.0}
+    folders = ["low", "high", "high;low"] if task == "multi-label" else [str(v) for v in (200, 400, 800, 1200, 1600, 2000)]
+    for folder in folders:
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        freqs = [tones[x] for x in folder.split(";")] if task == "multi-label" else [float(folder)]
+        for i in range(n):
+            wave = sum(0.3 * np.sin(2 * np.pi * f * rng.uniform(0.97, 1.03) * t) for f in freqs)
+            sf.write(root / folder / f"{i}.wav", (wave + 0.02 * rng.standard_normal(t.size)).astype(np.float32), sr)
+    return root
+
+
+def task_data_for(task: str, modality: str, tmp_path: Path) -> Path:
+    """A tiny dataset of this task and modality (single-label: the ones above)."""
+    if task == "single-label":
+        return tiny_data_for(modality, tmp_path)
+    if modality == "text":
+        return (write_multilabel_jsonl(tmp_path / "topics.jsonl") if task == "multi-label"
+                else write_regression_csv(tmp_path / "prices.csv"))
+    writer = write_image_tasks if modality == "image" else write_audio_tasks
+    return writer(tmp_path / f"{modality}-{task}", task)

@@ -35,7 +35,7 @@ class StderrProgress:
             self.last_phase, self.last_decile = d["phase"], int(frac * 10)
         elif kind == "metrics" and d["split"] == "val":
             v = d["values"]
-            self._line(f"epoch {d['epoch']:g}: val accuracy {v['accuracy']:.3f}, macro-F1 {v['macro_f1']:.3f}")
+            self._line(f"epoch {d['epoch']:g}: val " + ", ".join(f"{k} {x:.3f}" for k, x in v.items() if k != "loss"))
 
     def _line(self, text: str) -> None:
         self.stream.write(("\r" if self.tty else "") + text + "\n")
@@ -50,7 +50,7 @@ def own_data(config, owner: str) -> None:
     for ref, split in ((config.data, None), (config.test_data, "test")):
         if ref and Path(ref).expanduser().exists():
             ds = ingest(ref, modality=config.modality, text_column=config.text_column,
-                        label_column=config.label_column, seed=config.seed, split=split).dataset
+                        label_column=config.label_column, seed=config.seed, split=split, task=config.task).dataset
             get_store().add_dataset_owner(ds.id, owner, ds.name)
 
 
@@ -123,7 +123,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         else:
             raise DataError(f"{inp}: no such file; this run expects {pred.modality} files")
         out = pred.predict(x)
-        print_json({"input": inp, "label": out["label"], "probs": out["probs"]})
+        out.pop("latency_ms")
+        print_json({"input": inp, **out})
     return 0
 
 
@@ -147,6 +148,8 @@ def _ingest_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--modality", default="auto", choices=["auto", "text", "image", "audio"])
     p.add_argument("--text-column", default="text")
     p.add_argument("--label-column", default="label")
+    p.add_argument("--task", default="auto", help="what a label is: single-label, multi-label (a JSON list or a;b) or "
+                   "regression (a number); auto = multi-label for JSON-list labels, else single-label")
     p.add_argument("--name")
 
 
@@ -157,7 +160,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from lepton.jobs.store import get_store
 
     res = ingest(args.path, modality=args.modality, text_column=args.text_column,
-                            label_column=args.label_column, name=args.name)
+                 label_column=args.label_column, task=args.task, name=args.name)
     get_store().add_dataset_owner(res.dataset.id, cli_user().id, args.name or res.dataset.manifest.get("name"))
     for w in res.warnings:
         print(f"warning: {w}", file=sys.stderr)

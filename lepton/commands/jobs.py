@@ -141,7 +141,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         ("runs on", f"{run['executor']} executor, node {run.get('node') or '(not placed yet)'}" if run.get("executor") else "-"),
         ("owner", (run.get("owner") or "- (admins only)") + (", shared with everyone" if run.get("shared") else "")),
     ]
-    if acc is not None or f1 is not None:
+    m = (run.get("result") or {}).get("metrics") or {}
+    if m.get("task"):  # the task's own headline metrics (micro-F1 and mAP, R² and RMSE, …)
+        from lepton.tasks import TASKS
+
+        lines.append(("score", ", ".join(f"{k} {m[k]:.3f}" for k in TASKS.get(m["task"]).headline if k in m)))
+    elif acc is not None or f1 is not None:
         lines.append(("score", f"accuracy {acc:.3f}, macro-F1 {f1:.3f}" if acc is not None and f1 is not None
                       else f"accuracy {acc}, macro-F1 {f1}"))
     for k, v in lines:

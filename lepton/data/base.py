@@ -153,6 +153,11 @@ class Raw:
     split: str | None = None  # set by split folders/files; None means "split me"
     text: str | None = None
     path: Path | None = None
+    file: str | None = None  # a table row's file and line, for messages about its label (a file's own ref says it)
+    line: int | None = None
+
+    def bad(self, reason: Reason) -> Bad:
+        return Bad(self.file or self.ref, reason, self.line)
 
 
 @dataclass

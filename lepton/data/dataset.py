@@ -14,7 +14,7 @@ from lepton.errors import DataError
 @dataclass(frozen=True)
 class Example:
     x: Any  # the text (text) or the absolute Path of the stored file (image/audio)
-    label: int  # index into Dataset.classes
+    label: Any  # what the task makes of it: an index into Dataset.classes, a tuple of them, or a number
     ref: str  # short human name for reports: "line 12" or "cat/003.png"
 
 
@@ -44,6 +44,11 @@ class Dataset:
     @property
     def modality(self) -> str:
         return self.manifest["modality"]
+
+    @property
+    def task(self) -> str:
+        """What a label is (lepton/tasks); datasets stored before tasks existed are single-label."""
+        return self.manifest.get("task", "single-label")
 
     @property
     def classes(self) -> list[str]:
@@ -83,13 +88,16 @@ class Dataset:
         s = split_alias(split) if isinstance(split, str) else None
         if s is None:
             raise DataError(f"unknown split '{split}'; valid splits: {', '.join(SPLITS)}")
+        from lepton.tasks import TASKS  # lepton.tasks reads lepton.data.base: imported here, not at the top
+
+        target = TASKS.get(self.task).target
         index = {c: i for i, c in enumerate(self.manifest["classes"])}
         out = []
         for it in self._load_items():
             if it["split"] != s:
                 continue
             x = it["text"] if "text" in it else self.root / it["file"]
-            out.append(Example(x=x, label=index[it["label"]], ref=it.get("ref", "")))
+            out.append(Example(x=x, label=target(it["label"], index), ref=it.get("ref", "")))
         return out
 
     def load(self, x: Any) -> Any:
@@ -100,4 +108,5 @@ class Dataset:
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{s}={n}" for s, n in self.sizes.items() if n)
-        return f"Dataset(id={self.id!r}, name={self.name!r}, modality={self.modality!r}, classes={self.num_classes}, {sizes})"
+        return (f"Dataset(id={self.id!r}, name={self.name!r}, modality={self.modality!r}, task={self.task!r}, "
+                f"classes={self.num_classes}, {sizes})")

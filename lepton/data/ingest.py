@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
@@ -37,6 +37,7 @@ from lepton.data.base import (
     Raw,
     Tree,
     describe_bad,
+    digest,
     plural,
     quote_list,
     split_alias,
@@ -44,11 +45,13 @@ from lepton.data.base import (
 from lepton.data.dataset import Dataset
 from lepton.errors import DataError
 
+if TYPE_CHECKING:
+    from lepton.tasks import Task
+
 FORMAT_VERSION = 1
 ID_LEN = 12
 SKIP_FRACTION = 0.10  # skip-and-warn when bad items are at most this share of all items, else error
-MIN_PER_CLASS = 2
-FEW_PER_CLASS = 5  # warn below this: per-class metrics will be noisy
+SAFE_FOLDER = re.compile(r"[^/\\\0;]{1,100}")  # a label usable as a folder name in files/ (and not . or ..)
 MIN_PREFIX = 4  # shortest id prefix accepted by load_dataset / delete_dataset
 ARCHIVES = {".zip"}
 # Files users keep next to their data; never examples, never worth a warning.
@@ -89,13 +92,15 @@ def _ingest(
     val_fraction: float = 0.1,
     test_fraction: float = 0.1,
     split: str | None = None,
+    task: str = "auto",
     progress: Callable[[float, str], None] | None = None,
 ) -> IngestResult:
     """Validate `source` (a .csv/.tsv/.jsonl file, a folder or a .zip) and store it once.
 
     `split` forces every example into that split (e.g. "test" for a separate test set); class-count
     checks are then relaxed, since a test set may hold few examples of a class.
-    `progress(fraction, message)` is called while files are checked.
+    `task` says what a label is (lepton/tasks): auto reads JSON-list labels as multi-label, anything else as
+    single-label. `progress(fraction, message)` is called while files are checked.
     """
     forced = _forced_split(split)
     _check_fractions(val_fraction, test_fraction)
@@ -110,18 +115,19 @@ def _ingest(
         _unwrap(tree, mod)
         # 3. the modality reads and checks every file / row
         got = mod.collect(tree, Options(text_column, label_column, progress))
-        # 4. skip a few bad items or raise one DataError listing everything
-        examples, skipped, warnings = _triage(got, tree, forced)
+        # 4. the task reads every label; skip a few bad items or raise one DataError listing everything
+        kind = _labels(got, task)
+        examples, skipped, warnings = _triage(got, tree, forced, kind)
         # 5. splits
-        splits, layout, more = _assign_splits(examples, got.has_splits, forced, seed, val_fraction, test_fraction)
-        warnings += more + _duplicate_warnings(examples, splits)
+        splits, layout, more = _assign_splits(examples, got.has_splits, forced, seed, val_fraction, test_fraction, kind)
+        warnings += more + _duplicate_warnings(examples, splits, kind.exact)
         # 6. content address: same content -> same id -> reuse
         # Seed and fractions enter only when they chose the splits: a separate test file (forced split) or data
         # with its own train/test folders is the same dataset whatever --seed the run that brought it had.
         chosen = forced is None and not got.has_splits
         split_opts = {"seed": seed if chosen else 0, "val_fraction": val_fraction if chosen else 0.1,
                       "test_fraction": test_fraction if chosen else 0.1, "split": forced}
-        content_hash = _content_hash(mod.name, got.columns, split_opts, examples, splits)
+        content_hash = _content_hash(mod.name, got.columns, split_opts, examples, splits, kind.name)
         ds_id = content_hash[:ID_LEN]
         target = paths.datasets_dir() / ds_id
         if (target / "manifest.json").is_file():
@@ -133,6 +139,7 @@ def _ingest(
             "id": ds_id,
             "name": name or (src.stem if src.is_file() else src.name) or ds_id,
             "modality": mod.name,
+            "task": kind.name,
             "content_hash": content_hash,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "source": display,
@@ -142,7 +149,7 @@ def _ingest(
             "warnings": warnings,
             "skipped": skipped,
         }
-        _write(build, manifest, examples, splits, staging)
+        _write(build, manifest, examples, splits, staging, kind)
         if target.exists() and not (target / "manifest.json").is_file():
             shutil.rmtree(target, ignore_errors=True)  # debris of a crashed delete; the id says it is ours
         try:
@@ -362,7 +369,28 @@ def _unwrap(tree: Tree, mod: type[Modality]) -> None:
 # ---------------------------------------------------------------- 4. triage
 
 
-def _triage(got: Collected, tree: Tree, forced: str | None) -> tuple[list[Raw], list[dict], list[str]]:
+def _labels(got: Collected, task: str) -> type[Task]:
+    """The task (auto: multi-label when any label is a JSON list), with every example's label in its canonical
+    form; a label the task cannot read makes its example a bad item."""
+    from lepton.tasks import DEFAULT, TASKS
+    from lepton.tasks.multi_label import is_json_list
+
+    if task == "auto":
+        task = "multi-label" if any(is_json_list(r.label) for r in got.examples) else DEFAULT
+    kind = TASKS.get(task)
+    kept = []
+    for r in got.examples:
+        label = kind.parse(r.label)
+        if isinstance(label, str):
+            r.label = label
+            kept.append(r)
+        else:
+            got.bad.append(r.bad(label))
+    got.examples = kept
+    return kind
+
+
+def _triage(got: Collected, tree: Tree, forced: str | None, task: type[Task]) -> tuple[list[Raw], list[dict], list[str]]:
     problems = list(got.problems)
     warnings = list(tree.notes) + list(got.warnings)
     skipped: list[dict] = []
@@ -376,55 +404,29 @@ def _triage(got: Collected, tree: Tree, forced: str | None) -> tuple[list[Raw], 
     if not good and not problems:
         problems.append(f"no examples found: it needs one {got.unit} per example")
 
-    counts = Counter(r.label for r in good)
-    if good and forced is None:
-        if len(counts) == 1:
-            only = next(iter(counts))
-            hint = "check the label column" if got.unit == "row" else "add a folder for each class"
-            problems.append(f"only one class (`{only}`) was found: a classifier needs at least 2 classes; {hint}")
-        singles = sorted(c for c, n in counts.items() if n < MIN_PER_CLASS)
-        if singles and len(counts) > 1:
-            one = len(singles) == 1
-            problems.append(
-                f"{plural(len(singles), 'class', 'classes')} "
-                f"{'has' if one else 'have'} a single example ({quote_list(singles)}): add more or merge {'it' if one else 'them'}"
-            )
-        if got.has_splits:
-            in_train = {r.label for r in good if r.split == "train"}
-            present = sorted({r.split for r in good if r.split})
-            if not in_train:
+    more: list[str] = []
+    if good:
+        found, more = task.check([r.label for r in good], got.unit, forced is not None)
+        problems += found
+    if good and forced is None and got.has_splits:
+        in_train = {n for r in good if r.split == "train" for n in task.names(r.label)}
+        present = sorted({r.split for r in good if r.split})
+        if not any(r.split == "train" for r in good):
+            problems.append(f"it has {', '.join(present)} splits but no train split: add a `train/` folder (or `train.csv`)")
+        else:
+            orphans = sorted({n for r in good for n in task.names(r.label)} - in_train)
+            if orphans:
                 problems.append(
-                    f"it has {', '.join(present)} splits but no train split: add a `train/` folder (or `train.csv`)"
+                    f"{plural(len(orphans), 'class', 'classes')} "
+                    f"{'is' if len(orphans) == 1 else 'are'} missing from the train split ({quote_list(orphans)}): "
+                    "add training examples for them"
                 )
-            else:
-                orphans = sorted(set(counts) - in_train)
-                if orphans:
-                    problems.append(
-                        f"{plural(len(orphans), 'class', 'classes')} "
-                        f"{'is' if len(orphans) == 1 else 'are'} missing from the train split ({quote_list(orphans)}): "
-                        "add training examples for them"
-                    )
     if problems:
         # A single-file upload's own problems already start with its name.
         lead = "" if problems[0].startswith(f"`{tree.display}` ") else f"`{tree.display}`: "
         msg = lead + "; ".join(problems)
         raise DataError(msg if msg.endswith((".", "!", "?")) else msg + ".")
-
-    folded: dict[str, list[str]] = {}
-    for c in sorted(counts):
-        folded.setdefault(c.casefold(), []).append(c)
-    for same in folded.values():
-        if len(same) > 1:
-            warnings.append(f"classes {quote_list(same)} differ only in upper/lower case: rename them to one spelling if they are the same class")
-    if forced is None:
-        few = sorted(c for c, n in counts.items() if n < FEW_PER_CLASS)
-        if few:
-            warnings.append(
-                f"{plural(len(few), 'class', 'classes')} "
-                f"{'has' if len(few) == 1 else 'have'} fewer than {FEW_PER_CLASS} examples ({quote_list(few)}): "
-                "scores for them will be noisy"
-            )
-    return good, skipped, warnings
+    return good, skipped, warnings + more
 
 
 # ---------------------------------------------------------------- 5. splits
@@ -478,9 +480,10 @@ def stratified_split(labels: list[str], val_fraction: float, test_fraction: floa
 
 
 def _assign_splits(
-    examples: list[Raw], has_splits: bool, forced: str | None, seed: int, val_fraction: float, test_fraction: float
+    examples: list[Raw], has_splits: bool, forced: str | None, seed: int, val_fraction: float, test_fraction: float,
+    task: type[Task],
 ) -> tuple[list[str], str, list[str]]:
-    labels = [r.label for r in examples]
+    labels = task.strata([r.label for r in examples])
     warnings: list[str] = []
     if forced:
         return [forced] * len(examples), f"all {forced}", warnings
@@ -500,15 +503,16 @@ def _assign_splits(
     return splits, "stratified", warnings
 
 
-def _duplicate_warnings(examples: list[Raw], splits: list[str]) -> list[str]:
-    """Identical content in two splits inflates test scores; with two labels it is a labelling error."""
+def _duplicate_warnings(examples: list[Raw], splits: list[str], exact: bool = True) -> list[str]:
+    """Identical content in two splits inflates test scores; with two labels it is a labelling error
+    (where the task's labels are exact: a measured number may differ between repeats)."""
     seen: dict[str, tuple[str, str, str]] = {}
     leaks, conflicts = [], []
     for r, s in zip(examples, splits):
         first = seen.setdefault(r.content_digest, (r.label, s, r.ref))
         if first[2] == r.ref:
             continue
-        if first[0] != r.label:
+        if first[0] != r.label and exact:
             conflicts.append(f"{first[2]} / {r.ref}")
         elif first[1] != s:
             leaks.append(f"{first[2]} / {r.ref}")
@@ -529,9 +533,12 @@ def _duplicate_warnings(examples: list[Raw], splits: list[str]) -> list[str]:
 # ---------------------------------------------------------------- 6. hash, 7. write
 
 
-def _content_hash(modality: str, columns: dict | None, split_opts: dict, examples: list[Raw], splits: list[str]) -> str:
+def _content_hash(modality: str, columns: dict | None, split_opts: dict, examples: list[Raw], splits: list[str],
+                  task: str) -> str:
     h = hashlib.sha256()
     head = {"format": FORMAT_VERSION, "modality": modality, "columns": columns, "split_options": split_opts}
+    if task != "single-label":  # the same file read as another task is another dataset; single-label ids stay as they were
+        head["task"] = task
     h.update(json.dumps(head, sort_keys=True).encode("utf-8"))
     # Sorted per-example digests: the hash is about content, not about enumeration order.
     items = sorted(hashlib.sha256(f"{r.label}\0{s}\0{r.content_digest}".encode("utf-8")).digest() for r, s in zip(examples, splits))
@@ -540,21 +547,26 @@ def _content_hash(modality: str, columns: dict | None, split_opts: dict, example
     return h.hexdigest()
 
 
-def _write(build: Path, manifest: dict, examples: list[Raw], splits: list[str], staging: Path) -> None:
+def _write(build: Path, manifest: dict, examples: list[Raw], splits: list[str], staging: Path,
+           task: type[Task]) -> None:
     build.mkdir(parents=True)
-    classes = sorted({r.label for r in examples})
+    classes = task.classes([r.label for r in examples])
     counts = {s: {c: 0 for c in classes} for s in SPLITS}
     used: set[str] = set()
     total = 0
     with open(build / "items.jsonl", "w", encoding="utf-8") as f:
         for r, s in zip(examples, splits):
-            counts[s][r.label] += 1
+            for c in task.names(r.label):
+                counts[s][c] += 1
             rec: dict[str, Any] = {"split": s, "label": r.label, "ref": r.ref}
             if r.text is not None:
                 rec["text"] = r.text
             else:
                 assert r.path is not None
-                rel = _unique(f"files/{s}/{r.label}", r.path.name, used)
+                # A folder per label keeps the stored dataset browsable; a label that is no folder name is hashed.
+                named = SAFE_FOLDER.fullmatch(r.label) and r.label not in (".", "..")
+                folder = r.label if named else digest(r.label.encode("utf-8"))[:12]
+                rel = _unique(f"files/{s}/{folder}", r.path.name, used)
                 dst = build / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
                 if staging in r.path.parents:
@@ -568,7 +580,7 @@ def _write(build: Path, manifest: dict, examples: list[Raw], splits: list[str], 
     manifest.update(
         classes=classes,
         counts=counts,
-        sizes={s: sum(counts[s].values()) for s in SPLITS},
+        sizes={s: splits.count(s) for s in SPLITS},
         bytes=total,
     )
     # The manifest is written last: a folder without one is never a dataset.

@@ -229,6 +229,8 @@ def norm_label(v: Any) -> str | None | Reason:
         return str(int(v)) if v.is_integer() else repr(v)
     if isinstance(v, str):
         return clean_label(v) or None
+    if isinstance(v, list):  # a JSON Lines label list: the multi-label task reads it (lepton/tasks/multi_label.py)
+        return json.dumps(v, ensure_ascii=False)
     return NOT_SCALAR
 
 
@@ -430,6 +432,8 @@ class TextModality(Modality):
                             content_digest=digest(txt.encode("utf-8")),
                             split=splits[t.rel],
                             text=txt,
+                            file=t.rel,
+                            line=line,
                         )
                     )
             if opts.progress:

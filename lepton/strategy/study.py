@@ -314,15 +314,19 @@ def run_study(config: StudyConfig, emit: Emit = null_emit, *, study_id: str | No
 def validate(config: StudyConfig) -> tuple[RunConfig, Any]:
     """The checks `lepton train` makes, before a study row exists: the data (ingested, so a class with a single
     example fails with train's own message), the backbone, and a budget that holds at least one trial."""
+    from lepton.tasks import TASKS
+    from lepton.tasks.base import check_exclusive
     from lepton.train import preflight
     from lepton.train.loop import _dataset
 
     if config.budget_minutes * 60 < MIN_TRIAL_S:
         raise BudgetError(f"--budget-minutes {config.budget_minutes:g} is too small for a study: one trial needs at "
                           f"least {MIN_TRIAL_S:.0f} s; the smallest budget that works is {MIN_TRIAL_S / 60:g} minutes")
-    base = RunConfig(data=config.data, test_data=config.test_data, backbone=config.backbone, seed=config.seed)
+    base = RunConfig(data=config.data, test_data=config.test_data, task=config.task, backbone=config.backbone,
+                     seed=config.seed)
     preflight(base)
-    ds = _dataset(config.data, base)
+    ds = _dataset(config.data, base, config.task)
+    check_exclusive(TASKS.get(ds.task), "a study", f"dataset '{ds.name}'", "train it with `lepton train`")
     return dataclasses.replace(base, data=ds.id), ds
 
 

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import math
 import random
+import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -23,7 +24,6 @@ from typing import Any, Callable
 import numpy as np
 import psutil
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from lepton import __version__, baseline, paths, transfer
@@ -32,12 +32,12 @@ from lepton.adapters import ADAPTERS
 from lepton.config import RunConfig
 from lepton.data import Dataset, Example, check_path, ingest, load_dataset
 from lepton.errors import DataError, RunError
-from lepton.evaluate import metrics as score, report as full_report
 from lepton.model import backbone_spec, build_backbone, check_supported, wrap
 from lepton.strategy import CONTROLLERS, auto
 from lepton.strategy.base import Context, Controller, Decision, EpochReport
 from lepton.tracking import open_sinks
-from lepton.train import parallel, probe as probe_mod
+from lepton.tasks import Task, task_of
+from lepton.train import parallel
 from lepton.train.budget import SAVE_S, Budget, BudgetError, lr_factor
 from lepton.train.device import autocast, memory_mb, pick_device, use_bf16
 from lepton.train.events import Emit, null_emit
@@ -58,11 +58,17 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     """Train one run. controller: an instance to steer it instead of the one config.controller names
     (a study's trials report to their tuner through it). Every event also reaches the tracking sinks
     (TensorBoard files in the run folder), whoever called."""
-    run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + f"{random.getrandbits(16):04x}"
+    run_id = run_id or new_run_id()
     run_dir = Path(run_dir) if run_dir else paths.runs_dir() / run_id
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     with open_sinks(run_dir, emit) as emit, contextlib.ExitStack() as stack:
         return _train(config, emit, run_id, run_dir, resume, controller, stack)
+
+
+def new_run_id() -> str:
+    # secrets, not random: every run seeds `random` with its seed, so the next id in this process would repeat
+    # (two runs in one second shared a folder, and a --devices run's helper resumed the other's checkpoint).
+    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bool, controller: Controller | None,
@@ -86,12 +92,12 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     emit("progress", fraction=0.0, eta_s=None, phase="setup", message="loading data")
 
     # ---- 2. Data: train/val from the dataset, test from --test-data or the dataset's test split ----
-    ds, test_ds, train, val, test, test_name = _data(config, emit)
+    ds, test_ds, train, val, test, test_name, task = _data(config, emit)
 
     def reserve(forward_rate: float) -> float:
         """Seconds kept back at the end of the budget: one more validation and the test pass, saving, and
         fitting the modality's companion where it has one."""
-        companion_s = COMPANION_S_PER_EXAMPLE * len(train[0]) if config.companion and ds.modality in COMPANIONS else 0.0
+        companion_s = COMPANION_S_PER_EXAMPLE * len(train[0]) if _companion_fits(config, ds, task) else 0.0
         return (len(val[0]) + len(test[0])) / max(forward_rate, 1e-6) + SAVE_S + companion_s
 
     # ---- 3. Plan the inputs and build the backbone (budget and resolution come before any model runs) ----
@@ -110,15 +116,15 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
 
     splits = {"train": (ds, train), "val": (ds, val), "test": (test_ds, test)}
     probe_at = lambda size: _probe(backbone, base, spec, dataclasses.replace(config, image_size=size),  # noqa: E731
-                                   splits, device, bf16, progress, emit)
+                                   splits, task, device, bf16, progress, emit)
     pre, probe, forward_rate, pre_bb = probe_at(config.image_size)
 
     # ---- 5. Plan the training and build the model: adapter + head (LP-FT: the probe's head) ----
     if not (resume and plan_file.exists()):
         window_guess = budget.left() - reserve(forward_rate) if budget.seconds else None
         ctx = {"modality": ds.modality, "n_train": len(train[0]), "n_val": len(val[0]), "num_classes": ds.num_classes,
-               "imbalance": _imbalance(train[1], ds.num_classes), "budget_s": budget.seconds,
-               "probe_val_f1": probe.val.get("macro_f1", 0.0), "probe_seconds": time.time() - t_start,
+               "imbalance": task.imbalance(train[1]), "budget_s": budget.seconds,
+               "probe_val_f1": probe.val.get(task.primary, 0.0), "probe_seconds": time.time() - t_start,
                "forward_rate": forward_rate}
         probed_at = config.image_size
         chosen = auto.training(config, ctx, backbone.trainable, window_guess)
@@ -131,11 +137,11 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
         emit("log", level="info", message=f"auto: {line}")
     adapter_name = config.adapter
     frozen = ADAPTERS.get(adapter_name).frozen
-    adapter, model, head_kind = _build(backbone, spec, config, ds, probe, emit)
+    adapter, model, head_kind = _build(backbone, spec, config, ds, task, probe, emit)
     counts = adapter.count(model)
     augment = config.augment == "on" or (config.augment == "auto" and ds.modality in ("image", "audio"))
     augment = augment and not frozen  # cached features are computed once, unaugmented
-    flip_ok = augment and _flip_check(ds, val, probe, base, pre_bb, config, device, bf16, emit)
+    flip_ok = augment and _flip_check(ds, task, val, probe, base, pre_bb, config, device, bf16, emit)
     # Save the resolved choices: config.yaml then reproduces this run even if defaults change later.
     config.save(run_dir / "config.yaml")
     emit("log", level="info", message=f"{spec.name} + {adapter_name}: {counts['trainable']:,} of "
@@ -168,7 +174,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                                 device, augment, flip_ok)
         trained = model
         epochs = config.epochs or (MAX_PLANNED_EPOCHS if budget.seconds else adapter.default_epochs)
-    labels = {name: torch.tensor(s[1], dtype=torch.long) for name, (_, s) in splits.items()}
+    labels = {name: task.tensor(s[1]) for name, (_, s) in splits.items()}  # (N,) class ids or (N, width) targets
     lengths = {name: _lengths(s[0]) for name, (_, s) in splits.items()}
     eval_unit = 0.0 if frozen else EVAL_COST  # evaluating a head on cached features is free
     planned = epochs if config.epochs or frozen else _planned_epochs(budget, forward_rate, len(train[0]), len(val[0]))
@@ -196,7 +202,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                               "minutes (or use --adapter linear-probe)")
     # --devices N: the other ranks start here, with the plan and the epochs bound this process trains to.
     par = stack.enter_context(parallel.start(dataclasses.replace(config, epochs=epochs), world, device, frozen,
-                                             run_id, run_dir, emit, join))
+                                             run_id, run_dir, emit, join, resume=resume))
 
     def progress_of(step: int) -> float:
         """0 -> 1 over the run's planned training: steps when epochs bound it, the time window when a budget does."""
@@ -212,7 +218,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
         return value, progress_now
 
     # ---- 8. Resume: continue the same curves from the last checkpoint ----
-    state = {"epoch": 0, "batch": 0, "step": 0, "best": -1.0, "best_epoch": -1, "train_s": 0.0, "lr_scale": 1.0,
+    state = {"epoch": 0, "batch": 0, "step": 0, "best": -math.inf, "best_epoch": -1, "train_s": 0.0, "lr_scale": 1.0,
              "depth": adapter.depth, "val_history": [], "loss_history": []}
     last_ckpt = run_dir / "checkpoints" / "last.pt"
     best_file = run_dir / "checkpoints" / "best.safetensors"
@@ -243,10 +249,10 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
 
     # ---- 9. Train: the controller decides after the probe and after every validation ----
     controller = controller or CONTROLLERS.get(config.controller or "fixed")()
-    probe_f1 = probe.val.get("macro_f1", 0.0)
+    probe_f1 = probe.val.get(task.primary, 0.0)  # the primary metric's value; "f1" since single-label came first
     controller.start(Context(
         modality=ds.modality, n_train=len(train[0]), n_val=len(val[0]), num_classes=ds.num_classes,
-        imbalance=_imbalance(train[1], ds.num_classes), budget_s=budget.seconds, adapter=adapter_name, frozen=frozen,
+        imbalance=task.imbalance(train[1]), budget_s=budget.seconds, adapter=adapter_name, frozen=frozen,
         depth=adapter.depth, max_depth=len(backbone.blocks()), lr=lr, probe_val_f1=probe_f1,
         probe_seconds=time.time() - t_start,
         epoch_seconds_estimate=None if frozen else _epoch_seconds(forward_rate, len(train[0]), len(val[0]), adapter_name),
@@ -255,7 +261,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     if not state["val_history"]:
         state["val_history"].append(probe_f1)
         decision = _followed(par, controller.decide(_report(state, budget, t_start, None, None,
-                                                            probe.probs(pre["val"].numpy()) if len(val[0]) else None)))
+                                                            probe.outputs(pre["val"].numpy()) if len(val[0]) else None)))
         if decision.stop:
             stopped = decision.why or f"{controller.name} controller"
     loss_sum = torch.zeros((), device=device)  # accumulated on the device: one host sync per log line
@@ -277,7 +283,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
             lr_now, progress_now = set_lr(state["step"])
             with autocast(device, bf16 and not frozen):
                 logits = step_fwd(x)
-            loss = F.cross_entropy(logits.float(), y) * share + adapter.extra_loss(model)
+            loss = task.loss(logits.float(), y) * share + adapter.extra_loss(model)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip > 0:
@@ -326,18 +332,17 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
         if val[0] and (epoch_done or epoch_steps):
             trained.eval()
             t_val = time.time()
-            probs, _ = _predict(fwd, batch_of, "val", len(val[0]), bs, lengths["val"], device, bf16 and not frozen,
-                                progress, eval_unit)
+            probs, _ = _predict(fwd, batch_of, task, "val", len(val[0]), bs, lengths["val"], device,
+                                bf16 and not frozen, progress, eval_unit)
             if not frozen and len(val[0]):  # the end needs a test pass of the same kind: keep its estimate honest
                 forward_rate = len(val[0]) / max(time.time() - t_val, 1e-6)
                 budget.shift(reserve(forward_rate))
-            v = score(val[1], probs.argmax(1), ds.num_classes)
-            v["loss"] = float(F.nll_loss(torch.log(torch.from_numpy(probs).clamp_min(1e-12)), labels["val"]))
+            v = task.score(val[1], probs)
             at = state["epoch"] + (0.0 if epoch_done else state["batch"] / len(batches))  # a cut epoch: where it stopped
             emit("metrics", step=state["step"], epoch=float(at), split="val", values=v)
-            state["val_history"].append(v["macro_f1"])
-            if v["macro_f1"] > state["best"]:
-                state.update(best=v["macro_f1"], best_epoch=state["epoch"])
+            state["val_history"].append(v[task.primary])
+            if v[task.primary] > state["best"]:
+                state.update(best=v[task.primary], best_epoch=state["epoch"])
                 save_file(_trainable_state(trained), best_file)
             # Asked after every validation (also the one after a cut, so it sees the whole curve); heeded while training goes on.
             decision = _followed(par, controller.decide(_report(
@@ -377,44 +382,57 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     if trained_any:
         trained.load_state_dict(load_file(best_file), strict=False)
     trained.eval()
-    tuned_probs, tuned_feats = _predict(fwd, batch_of, "test", len(test[0]), bs, lengths["test"], device,
+    tuned_probs, tuned_feats = _predict(fwd, batch_of, task, "test", len(test[0]), bs, lengths["test"], device,
                                         bf16 and not frozen, progress, eval_unit, features=not frozen)
-    probe_probs = probe.probs(pre["test"].numpy()) if len(test[0]) else np.zeros((0, ds.num_classes))
+    probe_probs = probe.outputs(pre["test"].numpy()) if len(test[0]) else np.zeros((0, task.width))
     kept, why = _keep(trained_any, state["best"], probe_f1, bool(val[0]), config.keep_probe, stopped)
     probs = tuned_probs if kept == "fine-tuned" else probe_probs
-    kept_val = lambda: (_predict(fwd, batch_of, "val", len(val[0]), bs, lengths["val"], device,  # noqa: E731
-                                 bf16 and not frozen, None)[0] if kept == "fine-tuned" else probe.probs(pre["val"].numpy()))
-    probs, companion, weight, val_f1 = _with_companion(config, ds, test_ds, train, val, test, probs, kept_val, emit)
-    rep = full_report(test[1], probs, ds.classes, refs=[e.ref for e in test[0]])
-    rep["kept"] = {"model": kept, "why": why, "probe_val_macro_f1": probe_f1,
-                   "finetuned_val_macro_f1": state["best"] if trained_any else None,
-                   "finetuned_test_macro_f1": score(test[1], tuned_probs.argmax(1), ds.num_classes)["macro_f1"]
+    val_outputs: list[np.ndarray] = []  # the kept model's validation outputs, computed once when asked
+
+    def kept_val() -> np.ndarray:
+        if not val_outputs:
+            val_outputs.append(_predict(fwd, batch_of, task, "val", len(val[0]), bs, lengths["val"], device,
+                                        bf16 and not frozen, None)[0] if kept == "fine-tuned" else
+                               probe.outputs(pre["val"].numpy()))
+        return val_outputs[0]
+
+    if task.tuned and val[0]:  # decision rules fitted on validation (multi-label thresholds) before the test is scored
+        task.tune(val[1], kept_val())
+    probs, companion, weight, val_f1 = _with_companion(config, ds, task, test_ds, train, val, test, probs, kept_val, emit)
+    rep = task.report(test[1], probs, [e.ref for e in test[0]])
+    rep["task"], rep["primary"] = task.name, task.primary
+    rep["kept"] = {"model": kept, "why": why, "probe_val_score": probe_f1,
+                   "finetuned_val_score": state["best"] if trained_any else None,
+                   "finetuned_test_score": task.score(test[1], tuned_probs)[task.primary]
                    if trained_any and len(test[0]) else None,
                    "companion": {"kind": companion.kind, "weight": weight, "val_macro_f1": val_f1} if weight else None}
     rep["plan"] = {"reasons": reasons, "controller": controller.name}
     emit("log", level="info", message=f"kept the {kept}: {why}")
-    emit("metrics", step=state["step"], epoch=float(state["epoch"]), split="test",
-         values={"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"]})
+    headline = {k: rep[k] for k in task.headline}
+    emit("metrics", step=state["step"], epoch=float(state["epoch"]), split="test", values=headline)
     # Pretrained vs fine-tuned, embedding maps and predictions.csv (lepton/baseline.py; best effort).
     after = pre["test"] if frozen and not config.from_run else (feats["test"] if frozen else tuned_feats)
-    rep.update(baseline.extras(run_dir, (ds, train), (test_ds, test), probe_probs, probs, pre["test"], after,
+    rep.update(baseline.extras(run_dir, task, (ds, train), (test_ds, test), probe_probs, probs, pre["test"], after,
                                config.seed, same=frozen and not config.from_run, emit=emit))
 
     # ---- 11. Save: safetensors weights + what Predictor needs, and report.json ----
     if frozen and device.type == "cpu":
         torch.set_num_threads(threads)
     progress.add(0, "save", "saving the model", force=True)
-    ship, meta_model = (_probe_shipped(probe, backbone.dim, ds.num_classes, base.name) if kept == "probe" else
+    ship, meta_model = (_probe_shipped(probe, backbone.dim, task.width, base.name) if kept == "probe" else
                         _model_shipped(model, config, spec.name, adapter_name, head_kind, adapter))
     meta_model["from_run"] = spec.extra.get("from_run")  # lineage, even when the probe ships
     _ship(run_dir / "model", ship, {"lepton_version": __version__, "run_id": run_id, "modality": ds.modality,
-                                    "classes": ds.classes, **meta_model, "dim": backbone.dim}, config, kept,
+                                    "task": task.name, "task_state": task.state, "classes": ds.classes, **meta_model,
+                                    "dim": backbone.dim}, config, kept,
           companion if weight else None, weight)
     seconds = time.time() - t_start
-    summary = {"accuracy": rep["accuracy"], "macro_f1": rep["macro_f1"], "eval_split": test_name,
+    best_val = max(state["best"], probe_f1) if kept == "probe" else state["best"]
+    summary = {**headline, "task": task.name, "primary": task.primary, "eval_split": test_name,
                "backbone": spec.name, "adapter": adapter_name, "kept": kept,
-               "probe_val_macro_f1": probe_f1,
-               "best_val_macro_f1": max(state["best"], probe_f1) if kept == "probe" else state["best"],
+               "probe_val_score": probe_f1, "best_val_score": best_val,
+               # single-label's names for the same two numbers, which studies, Compare and older runs read
+               **({"probe_val_macro_f1": probe_f1, "best_val_macro_f1": best_val} if task.primary == "macro_f1" else {}),
                "best_epoch": state["best_epoch"] if kept != "probe" else 0, "epochs_run": state["epoch"],
                "steps": state["step"], "train_seconds": round(state["train_s"], 3),
                "trainable_params": counts["trainable"], "total_params": counts["total"] or counts_total,
@@ -425,7 +443,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     (run_dir / "report.json").write_text(json.dumps(rep, indent=2))
     result = {"run_id": run_id, "run_dir": str(run_dir), "status": "finished", "metrics": summary,
               "seconds": round(seconds, 3)}
-    progress.finish(f"finished: accuracy {rep['accuracy']:.3f}, macro-F1 {rep['macro_f1']:.3f} ({kept})")
+    progress.finish("finished: " + ", ".join(f"{k} {v:.3f}" for k, v in headline.items()) + f" ({kept})")
     emit("result", result=result)
     return result
 
@@ -439,6 +457,10 @@ def preflight(config: RunConfig) -> None:
             check_path(ref)  # a FIFO, device or socket is refused before any run exists
         else:
             load_dataset(ref)  # raises a DataError naming the missing dataset
+    task = config.task if config.task != "auto" else (
+        load_dataset(config.data).task if config.data and not Path(config.data).expanduser().exists() else None)
+    if task and config.loss != "auto":
+        task_of(task, [], loss=config.loss)  # --loss huber on a classification task: one line, before any run exists
     modality = None if config.modality == "auto" else config.modality
     spec = resolve_backbone(config.backbone, modality) if config.backbone else None
     if config.adapter:
@@ -453,8 +475,8 @@ def preflight(config: RunConfig) -> None:
 
 # ---------------------------------------------------------------- helpers (no hidden control flow)
 
-def _probe(backbone, base, spec, config: RunConfig, splits: dict[str, tuple[Dataset, Any]], device, bf16: bool,
-           progress: Progress, emit: Emit):
+def _probe(backbone, base, spec, config: RunConfig, splits: dict[str, tuple[Dataset, Any]], task: Task, device,
+           bf16: bool, progress: Progress, emit: Emit):
     """Features of every split at config.image_size, the probe on them, and the forward rate they measured."""
     backbone.configure(image_size=config.image_size)
     pre_bb = _pretrained(base, backbone, spec, config.max_length, config.image_size, device)
@@ -465,35 +487,38 @@ def _probe(backbone, base, spec, config: RunConfig, splits: dict[str, tuple[Data
         emit("log", level="info", message=f"{name} features: {tuple(pre[name].shape)} ({'cache hit' if hit else 'computed'})")
     feat_s = time.time() - t_feat
     (ds, train), val = splits["train"], splits["val"][1]
-    fit = probe_mod.fit(pre["train"].numpy(), np.asarray(train[1]), pre["val"].numpy(), np.asarray(val[1]),
-                        ds.num_classes, config.seed)
-    emit("log", level="info", message=f"probe: logistic regression on {base.name}'s frozen features, C={fit.c:g}: "
-         f"val macro-F1 {fit.val.get('macro_f1', float('nan')):.3f} ({feat_s + fit.seconds:.1f} s)")
+    fit = task.fit_probe(pre["train"].numpy(), train[1], pre["val"].numpy(), val[1], config.seed)
+    emit("log", level="info", message=f"probe: a linear model on {base.name}'s frozen features ({fit.c:g}): val "
+         f"{task.primary} {fit.val.get(task.primary, float('nan')):.3f} ({feat_s + fit.seconds:.1f} s)")
     rate = _forward_rate(feat_s, sum(len(s[0]) for _, s in splits.values()), pre_bb, ds, train[0], device, bf16)
     return pre, fit, rate, pre_bb
 
 
-def _build(backbone, spec, config: RunConfig, ds: Dataset, probe, emit: Emit):
+def _build(backbone, spec, config: RunConfig, ds: Dataset, task: Task, probe, emit: Emit):
     """The adapter and the model around the backbone; the head starts from the probe (LP-FT) or the source run's."""
     probe_head = config.head_init == "probe" or ADAPTERS.get(config.adapter).head_init == "probe"
     head_kind = "probe" if probe_head else "classification"
     torch.manual_seed(config.seed)  # the head's init must not depend on how the backbone loaded
-    adapter, model = wrap(backbone, spec, config.adapter, config.adapter_options, ds.num_classes, head_kind)
+    adapter, model = wrap(backbone, spec, config.adapter, config.adapter_options, task.width, head_kind)
     model.update_bn_stats = config.bn_update
     if head_kind == "probe":
         model.head.load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
     if config.from_run:  # ...the source run's head instead, when the labels match
-        head_kind = transfer.load_head(model, config.from_run, ds.classes, emit) or head_kind
+        head_kind = transfer.load_head(model, config.from_run, ds.classes, task, emit) or head_kind
     return adapter, model, head_kind
 
 
 def _data(config: RunConfig, emit: Emit):
     """The dataset, the test dataset and their train/val/test splits (the report falls back to val)."""
-    ds = _dataset(config.data, config)
-    test_ds = _dataset(config.test_data, config, split="test") if config.test_data else ds
+    ds = _dataset(config.data, config, config.task)
+    test_ds = _dataset(config.test_data, config, ds.task, split="test") if config.test_data else ds
     _check_labels(ds, test_ds)
+    task = task_of(ds.task, ds.classes, loss=config.loss)
     train, val = _split(ds, "train"), _split(ds, "val")
-    test = _split(test_ds, "test", classes=ds.classes)
+    test = _split(test_ds, "test")
+    if test_ds.classes != ds.classes:  # a separate test set: its label ids onto training ids
+        test = (test[0], task.remap(test[1], test_ds.classes))
+    task.fit(train[1])
     test_name = "test"
     if not test[0]:
         test, test_name = val, "val"
@@ -501,13 +526,13 @@ def _data(config: RunConfig, emit: Emit):
     if not train[0]:
         raise DataError(f"dataset '{ds.name}' has no training examples")
     emit("log", level="info", message=f"data {ds.name}: {len(train[0])} train, {len(val[0])} val, "
-         f"{len(test[0])} {test_name}; {ds.num_classes} classes")
-    return ds, test_ds, train, val, test, test_name
+         f"{len(test[0])} {test_name}; {task.name}" + (f", {ds.num_classes} classes" if ds.classes else ""))
+    return ds, test_ds, train, val, test, test_name, task
 
 
-def _probe_shipped(probe, dim: int, num_classes: int, base_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+def _probe_shipped(probe, dim: int, width: int, base_name: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The untuned backbone + the probe's head: what the report's "pretrained" column scored."""
-    ship = {f"head.{k}": v for k, v in _probe_head(probe, dim, num_classes).state_dict().items()}
+    ship = {f"head.{k}": v for k, v in _probe_head(probe, dim, width).state_dict().items()}
     return ship, {"backbone": base_name, "adapter": "linear-probe", "head": "probe", "adapter_options": {}}
 
 
@@ -539,12 +564,16 @@ def _seed(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _dataset(ref: str, config: RunConfig, split: str | None = None) -> Dataset:
+def _dataset(ref: str, config: RunConfig, task: str, split: str | None = None) -> Dataset:
     p = Path(ref).expanduser()
     if p.exists():
         return ingest(p, modality=config.modality, text_column=config.text_column,
-                      label_column=config.label_column, seed=config.seed, split=split).dataset
-    return load_dataset(ref)
+                      label_column=config.label_column, seed=config.seed, split=split, task=task).dataset
+    ds = load_dataset(ref)
+    if task not in ("auto", ds.task):
+        raise DataError(f"dataset '{ds.name}' is stored as {ds.task}, not {task}: train on its file with --task {task} "
+                        f"(it is stored again, as {task}), or leave --task as auto")
+    return ds
 
 
 def _check_labels(ds: Dataset, test_ds: Dataset) -> None:
@@ -552,17 +581,17 @@ def _check_labels(ds: Dataset, test_ds: Dataset) -> None:
         return
     if test_ds.modality != ds.modality:
         raise DataError(f"test data '{test_ds.name}' is {test_ds.modality} but training data '{ds.name}' is {ds.modality}")
+    if test_ds.task != ds.task:
+        raise DataError(f"test data '{test_ds.name}' is stored as {test_ds.task} but training data '{ds.name}' is "
+                        f"{ds.task}: give the test file itself (it is read as {ds.task})")
     extra = sorted(set(test_ds.classes) - set(ds.classes))
     if extra:
         raise DataError(f"test data '{test_ds.name}' has labels the training data lacks: {', '.join(extra)}; "
                         f"training labels are {', '.join(ds.classes)}")
 
 
-def _split(ds: Dataset, name: str, classes: list[str] | None = None) -> tuple[list[Example], list[int]]:
+def _split(ds: Dataset, name: str) -> tuple[list[Example], list[Any]]:
     exs = ds.examples(name) if name in ds.splits else []
-    if classes is not None and classes != ds.classes:  # a separate test set: map its label ids onto training ids
-        remap = [classes.index(c) for c in ds.classes]
-        return exs, [remap[e.label] for e in exs]
     return exs, [e.label for e in exs]
 
 
@@ -581,7 +610,7 @@ def _pretrained(base, backbone, spec, max_length: int, image_size: int | None,
     return get
 
 
-def _flip_check(ds: Dataset, val, probe, base, pre_bb, config: RunConfig, device, bf16, emit: Emit) -> bool:
+def _flip_check(ds: Dataset, task: Task, val, probe, base, pre_bb, config: RunConfig, device, bf16, emit: Emit) -> bool:
     """Whether mirrored images keep their labels: the probe scored on mirrored validation images.
 
     Only asked where it matters (image runs that may augment); letters and digits fail it, textures pass."""
@@ -597,9 +626,9 @@ def _flip_check(ds: Dataset, val, probe, base, pre_bb, config: RunConfig, device
             return ImageOps.mirror(ds.load(x))
 
     flipped, _ = baseline.frozen_features(base, pre_bb, Mirrored, val[0], "val", config, device, bf16)
-    f1 = score(val[1], probe.probs(flipped.numpy()).argmax(1), ds.num_classes)["macro_f1"]
-    ok = probe.val["macro_f1"] - f1 <= FLIP_DROP * probe.val["macro_f1"]
-    emit("log", level="info", message=f"mirrored validation images: probe macro-F1 {f1:.3f} vs {probe.val['macro_f1']:.3f}; "
+    f1, was = task.score(val[1], probe.outputs(flipped.numpy()))[task.primary], probe.val[task.primary]
+    ok = was - f1 <= FLIP_DROP * abs(was)
+    emit("log", level="info", message=f"mirrored validation images: probe {task.primary} {f1:.3f} vs {was:.3f}; "
          + ("flips keep the labels" if ok else "flips change the labels, so augmentation will not flip"))
     return ok
 
@@ -640,12 +669,6 @@ def _planned_epochs(budget: Budget, forward_rate: float, n_train: int, n_val: in
     return max(1, int(budget.left() / max(_epoch_seconds(forward_rate, n_train, n_val, "full"), 1e-6)))
 
 
-def _imbalance(y: list[int], num_classes: int) -> float:
-    counts = np.bincount(np.asarray(y, dtype=np.int64), minlength=num_classes)
-    counts = counts[counts > 0]
-    return float(counts.max() / counts.min()) if counts.size else 1.0
-
-
 def _report(state: dict, budget: Budget, t_start: float, grad_norm: float | None,
             epoch_seconds: float | None, val_probs: np.ndarray | None) -> EpochReport:
     losses = state["loss_history"]
@@ -673,15 +696,20 @@ def _keep(trained: bool, tuned_val: float, probe_val: float, has_val: bool, keep
         return "fine-tuned", "there is no validation split to compare it with the probe"
     if keep_probe and tuned_val < probe_val:
         return "probe", (f"the fine-tuned model scored {tuned_val:.3f} on validation, below the untuned backbone's "
-                         f"logistic probe ({probe_val:.3f}): never ship worse than the probe")
+                         f"linear probe ({probe_val:.3f}): never ship worse than the probe")
     return "fine-tuned", f"it scored {tuned_val:.3f} on validation, the probe {probe_val:.3f}"
 
 
-def _with_companion(config: RunConfig, ds: Dataset, test_ds: Dataset, train, val, test, probs: np.ndarray,
+def _companion_fits(config: RunConfig, ds: Dataset, task: Task) -> bool:
+    """A classical companion exists for the modality and its class probabilities blend with the task's."""
+    return config.companion and ds.modality in COMPANIONS and task.exclusive
+
+
+def _with_companion(config: RunConfig, ds: Dataset, task: Task, test_ds: Dataset, train, val, test, probs: np.ndarray,
                     kept_val: Callable[[], np.ndarray], emit: Emit):
     """The modality's classical companion, blended with the shipped model where that validates higher:
     (test probabilities, the companion or None, its blend weight, that blend's validation macro-F1)."""
-    if not (config.companion and ds.modality in COMPANIONS and val[0] and test[0]):
+    if not (_companion_fits(config, ds, task) and val[0] and test[0]):
         return probs, None, 0.0, None
     companion, weight, val_f1 = _companion(ds, train, val, kept_val(), config.seed, emit)
     if weight:
@@ -701,10 +729,10 @@ def _companion(ds: Dataset, train, val, kept_val: np.ndarray, seed: int, emit: E
     return comp, weight, f1
 
 
-def _probe_head(probe, dim: int, num_classes: int) -> torch.nn.Module:
+def _probe_head(probe, dim: int, width: int) -> torch.nn.Module:
     from lepton.heads import build_head
 
-    return build_head("probe", dim, num_classes).load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
+    return build_head("probe", dim, width).load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
 
 
 def _lengths(exs: list[Example]) -> np.ndarray | None:
@@ -774,11 +802,11 @@ def _nbytes(x: Any) -> int:
 
 
 @torch.no_grad()
-def _predict(fwd, batch_of, split: str, n: int, bs: int, lengths: np.ndarray | None, device: torch.device,
+def _predict(fwd, batch_of, task: Task, split: str, n: int, bs: int, lengths: np.ndarray | None, device: torch.device,
              bf16: bool, progress: Progress | None, unit: float = EVAL_COST,
              features: bool = False) -> tuple[np.ndarray, torch.Tensor | None]:
-    """Class probabilities (n, C) in the split's original order, and the head's inputs (n, dim) when asked
-    (one pass gives both: the embedding map needs no second forward)."""
+    """The task's outputs (n, width) in the split's original order (class probabilities, or values), and the
+    head's inputs (n, dim) when asked (one pass gives both: the embedding map needs no second forward)."""
     order = np.argsort(lengths, kind="stable") if lengths is not None else np.arange(n)
     out: list[torch.Tensor] = []
     feats: list[torch.Tensor] = []
@@ -788,9 +816,9 @@ def _predict(fwd, batch_of, split: str, n: int, bs: int, lengths: np.ndarray | N
             if features:
                 f = fwd.features(batch_of(split, idx))
                 feats.append(f.float().cpu())
-                out.append(fwd.head(f).float().softmax(-1))
+                out.append(task.decode(fwd.head(f)))
             else:
-                out.append(fwd(batch_of(split, idx)).float().softmax(-1))  # stays on the device: one copy at the end
+                out.append(task.decode(fwd(batch_of(split, idx))))  # stays on the device: one copy at the end
         if progress:
             progress.add(len(idx) * unit, "eval", f"evaluating {split}")
     probs = torch.cat(out).cpu().numpy() if out else np.zeros((0, 0))

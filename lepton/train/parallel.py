@@ -163,7 +163,7 @@ class Group(Parallel):
 
 
 def start(config: Any, world: int, device: torch.device, frozen: bool, run_id: str, run_dir: Path, emit: Emit,
-          join: Callable[[], None] | None = None) -> Parallel:
+          join: Callable[[], None] | None = None, resume: bool = False) -> Parallel:
     """The run's Parallel: this process alone, rank 0 starting the others, or (join given) a helper joining them.
 
     config is rank 0's resolved plan with its epochs bound, which the other ranks train to exactly. The result is
@@ -185,7 +185,7 @@ def start(config: Any, world: int, device: torch.device, frozen: bool, run_id: s
         mine = scratch / f"rank-{rank}"
         (mine / "checkpoints").mkdir(parents=True)
         (mine / "plan.json").write_text(json.dumps({"config": config.to_dict(), "reasons": []}))
-        if last.exists():
+        if resume and last.exists():  # only what rank 0 itself resumed: a stale last.pt would put the ranks apart
             try:
                 os.link(last, mine / "checkpoints" / "last.pt")
             except OSError:  # a filesystem without hard links (some network shares)

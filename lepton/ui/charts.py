@@ -116,3 +116,39 @@ def probabilities(probs: dict[str, float], top: int = 10) -> go.Figure:
     fig.update_xaxes(range=[0, 1], tickformat=".0%", title_text="probability")
     fig.update_yaxes(type="category")
     return _layout(fig, None, max(160, 40 + 30 * len(items)), hovermode="closest", showlegend=False)
+
+
+def predicted_vs_true(true: list[float], pred: list[float], refs: list[str] | None = None) -> go.Figure:
+    """Regression: one point per example, against the diagonal a perfect model sits on."""
+    lo = min(min(true, default=0.0), min(pred, default=0.0))
+    hi = max(max(true, default=1.0), max(pred, default=1.0))
+    fig = go.Figure(go.Scattergl(x=true, y=pred, mode="markers", marker=dict(color=ACCENT, size=6, opacity=0.6),
+                                 text=refs, hovertemplate="%{text}<br>true %{x:.4g}<br>predicted %{y:.4g}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[lo, hi], y=[lo, hi], mode="lines", line=dict(color="#8b8fa3", dash="dot"),
+                             hoverinfo="skip", name="perfect"))
+    fig.update_xaxes(title_text="true")
+    fig.update_yaxes(title_text="predicted", scaleanchor="x")
+    return _layout(fig, "Predicted against true", 360, hovermode="closest", showlegend=False)
+
+
+def residual_histogram(edges: list[float], counts: list[int], title: str = "Residuals",
+                       x_title: str = "residual (predicted − true)", zero_line: bool = True) -> go.Figure:
+    """Regression: how far predictions miss (predicted − true), binned; or the targets themselves."""
+    mids = [(a + b) / 2 for a, b in zip(edges[:-1], edges[1:])]
+    width = (edges[1] - edges[0]) if len(edges) > 1 else 1.0
+    fig = go.Figure(go.Bar(x=mids, y=counts, width=width * 0.95, marker_color=ACCENT,
+                           hovertemplate="error %{x:.3g}: %{y} examples<extra></extra>"))
+    if zero_line:
+        fig.add_vline(x=0, line=dict(color="#8b8fa3", dash="dot"))
+    fig.update_xaxes(title_text=x_title)
+    fig.update_yaxes(title_text="examples")
+    return _layout(fig, title, 360, hovermode="closest", showlegend=False)
+
+
+def threshold_explorer(curves: dict[str, list[float]], thresholds: list[float], chosen: float, label: str) -> go.Figure:
+    """Multi-label: one label's precision, recall and F1 as its decision threshold moves; the line is the tuned one."""
+    fig = curve({name: (thresholds, curves[name]) for name in ("precision", "recall", "f1")},
+                f"“{label}”: precision, recall and F1 by threshold", x_title="threshold", y_range=(0, 1.02), height=300)
+    fig.add_vline(x=chosen, line=dict(color="#e5484d", dash="dash"),
+                  annotation_text=f"tuned {chosen:.2f}", annotation_position="bottom right")
+    return fig

@@ -153,6 +153,11 @@ def fmt_ago(t: float | str | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
 
 
+def run_task(run: dict) -> str:
+    """A finished run's task, from its result (runs from before tasks existed are single-label)."""
+    return ((run.get("result") or {}).get("metrics") or {}).get("task") or "single-label"
+
+
 def fmt_pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * float(x):.1f} %"
 

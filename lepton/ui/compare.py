@@ -115,12 +115,15 @@ def controls(metrics: list[str]) -> tuple[str, str]:
 
 # ---------------------------------------------------------------- sections
 def table_section(table: list[dict[str, Any]]) -> None:
-    st.markdown("**Final metrics** <span class='lp-muted'>★ best test macro-F1 among runs on the same test data</span>",
+    from lepton.ui.task_views import title
+
+    st.markdown("**Final metrics** <span class='lp-muted'>★ best test score among runs on the same test data</span>",
                 unsafe_allow_html=True)
     df = pd.DataFrame([{"best": "★" if r["best"] else "", "run": r["name"], "dataset": r["dataset"],
-                        "model": f"{r['backbone']} + {r['adapter']}", "accuracy": r["accuracy"],
+                        "model": f"{r['backbone']} + {r['adapter']}",
+                        "score": r["score"], "metric": title(r["primary"]), "accuracy": r["accuracy"],
                         "macro-F1": r["macro_f1"], "pretrained": r["pretrained_macro_f1"], "ECE": r["ece"],
-                        "best val": r["best_val_macro_f1"],
+                        "best val": r["best_val_score"],
                         "train s": r["train_seconds"], "trainable": common.fmt_count(r["trainable_params"])}
                        for r in table])
     num = lambda fmt, h=None, w=72: st.column_config.NumberColumn(format=fmt, help=h, width=w)  # noqa: E731
@@ -128,10 +131,12 @@ def table_section(table: list[dict[str, Any]]) -> None:
         st.dataframe(df, hide_index=True, width="stretch", column_config={
             "best": st.column_config.TextColumn("", width=28), "run": st.column_config.TextColumn(width=130),
             "dataset": st.column_config.TextColumn(width=110), "model": st.column_config.TextColumn(width=130),
+            "score": num("%.3f", "The task's primary test metric: macro-F1, micro-F1 (multi-label) or R² (regression)", 64),
+            "metric": st.column_config.TextColumn(width=70),
             "accuracy": num("percent"), "macro-F1": num("%.3f", "Test macro-F1"),
             "pretrained": num("%.3f", "Macro-F1 of a logistic probe on the untuned backbone, same test examples", 84),
             "ECE": num("%.3f", "Expected calibration error: 0 = confidence matches accuracy", 60),
-            "best val": num("%.3f", "Best validation macro-F1"),
+            "best val": num("%.3f", "Best validation score (the task's primary metric)"),
             "train s": num("%.1f", "Training time in seconds", 64),
             "trainable": st.column_config.TextColumn(width=72, help="Trainable parameters")})
 

@@ -7,10 +7,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lepton.ui import access, charts, common
+from lepton.ui import access, charts, common, task_views
 
 TABLE_TYPES = (".csv", ".tsv", ".jsonl")
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "zip"]
@@ -19,12 +20,13 @@ HEADER_ROWS = 200  # rows read to list columns and guess which is which
 
 # ---------------------------------------------------------------- core calls (the same ones the CLI makes)
 def ingest_file(path: str | Path, *, text_column: str = "text", label_column: str = "label", name: str | None = None,
-                modality: str = "auto") -> Any:
+                modality: str = "auto", task: str = "auto") -> Any:
     """Validate and store a dataset owned by the current user; returns lepton.data.IngestResult, whose
     `reused` says whether this user had stored the same content before. The upload widget calls this."""
     from lepton.data import ingest
 
-    res = ingest(str(path), modality=modality, text_column=text_column, label_column=label_column, name=name or None)
+    res = ingest(str(path), modality=modality, text_column=text_column, label_column=label_column, name=name or None,
+                 task=task)
     access.claim_dataset(res, name or Path(path).stem)
     return res
 
@@ -128,11 +130,13 @@ def upload_section() -> None:
                 options["name"] = c3.text_input("Name", value=Path(upload.name).stem, key=f"ds_name_{upload.file_id}")
                 if options["text_column"] == options["label_column"]:
                     st.warning("The text and label columns are the same column: pick two different ones.")
+                options["task"] = task_picker(upload.file_id, df[options["label_column"]].dropna().astype(str).tolist())
                 with st.expander(f"First rows of {upload.name}"):
                     st.dataframe(df.head(8), hide_index=True, width="stretch")
             else:
                 st.markdown(f"**{upload.name}** ({common.fmt_bytes(upload.size)}): images or audio in label folders.")
                 options["name"] = st.text_input("Name", value=Path(upload.name).stem, key=f"ds_name_{upload.file_id}")
+                options["task"] = task_picker(upload.file_id)
             go = st.button("Check and store dataset", type="primary", icon=":material/upload:", key="ingest",
                            disabled=options.get("text_column") is not None
                            and options.get("text_column") == options.get("label_column"))
@@ -147,6 +151,22 @@ def upload_section() -> None:
             st.rerun()
 
 
+def task_picker(file_id: str, labels: list[str] | None = None) -> str:
+    """What a label is, stored with the dataset; the preview's labels say when another task looks likely."""
+    from lepton.tasks import TASKS
+    from lepton.tasks.single_label import SingleLabel
+
+    names = ["auto", *TASKS]
+    key = f"ds_task_{file_id}"
+    chosen = st.selectbox("Task", names, key=key, format_func=lambda n: (
+        "auto (JSON-list labels: multi-label, else single-label)" if n == "auto" else f"{n}: {TASKS.get(n).description}"),
+        help="Single-label: one class per example. Multi-label: a JSON list or `a;b` of labels. Regression: a number.")
+    for task, why in SingleLabel.others(labels or []) if chosen in ("auto", "single-label") else []:
+        st.info(f"{why[0].upper()}{why[1:]}.", icon=":material/lightbulb:")
+        st.button(f"Use {task}", key=f"use_{task}_{file_id}", on_click=lambda t=task: st.session_state.update({key: t}))
+    return chosen
+
+
 def last_ingest_report() -> None:
     """What happened to the last upload, in plain words: stored / reused, warnings, every skipped file."""
     last = st.session_state.get("data_last")
@@ -157,8 +177,9 @@ def last_ingest_report() -> None:
         return
     n = sum((manifest.get("sizes") or {}).values())
     verb = "was already stored (same content): reusing" if last["reused"] else "is stored as"
-    st.success(f"`{last['file']}` {verb} **{manifest.get('name')}**: {n:,} examples, "
-               f"{len(manifest.get('classes', []))} labels ({manifest.get('modality')}).", icon=":material/check_circle:")
+    what = f"{len(manifest['classes'])} labels" if manifest.get("classes") else "a number to predict"
+    st.success(f"`{last['file']}` {verb} **{manifest.get('name')}**: {n:,} examples, {what} "
+               f"({manifest.get('modality')}, {manifest.get('task') or 'single-label'}).", icon=":material/check_circle:")
     validation_report(manifest, extra_warnings=last.get("warnings"))
 
 
@@ -184,7 +205,8 @@ def datasets_table(manifests: list[dict]) -> None:
         sizes = m.get("sizes") or {}
         classes = m.get("classes") or []
         rows.append({
-            "name": m.get("name"), "modality": m.get("modality"), "labels": len(classes),
+            "name": m.get("name"), "modality": m.get("modality"), "task": m.get("task") or "single-label",
+            "labels": len(classes) or None,  # regression: a number, no labels
             "label names": ", ".join(map(str, classes[:8])) + (" …" if len(classes) > 8 else ""),
             "train": sizes.get("train", 0), "val": sizes.get("val", 0), "test": sizes.get("test", 0),
             "size": common.fmt_bytes(m.get("bytes")), "added": common.fmt_ago(m.get("created")), "id": m["id"],
@@ -192,6 +214,7 @@ def datasets_table(manifests: list[dict]) -> None:
     st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
         "name": st.column_config.TextColumn(width=150),
         "modality": st.column_config.TextColumn(width=75),
+        "task": st.column_config.TextColumn(width=90, help="What a label is: one class, a set of labels, or a number"),
         "labels": st.column_config.NumberColumn(width=60),
         "label names": st.column_config.TextColumn(width=200),
         "train": st.column_config.NumberColumn(width=60),
@@ -218,7 +241,8 @@ def pick_dataset(manifests: list[dict], key: str = "data_selected", label: str =
 
 def describe(m: dict) -> str:
     n = sum((m.get("sizes") or {}).values())
-    return f"{m.get('name')} · {m.get('modality')} · {len(m.get('classes') or [])} labels · {n:,} examples"
+    labels = f"{len(m['classes'])} labels" if m.get("classes") else "regression"
+    return f"{m.get('name')} · {m.get('modality')} · {labels} · {n:,} examples"
 
 
 def preview(manifest: dict) -> None:
@@ -226,12 +250,21 @@ def preview(manifest: dict) -> None:
     classes = list(manifest.get("classes") or [])
     c = st.columns(4)
     c[0].metric("Examples", f"{sum(sizes.values()):,}")
-    c[1].metric("Labels", len(classes))
+    c[1].metric("Labels", len(classes) if classes else "a number", help=f"task: {manifest.get('task') or 'single-label'}")
     c[2].metric("Split", " / ".join(f"{sizes.get(s, 0)}" for s in ("train", "val", "test")),
                 help="train / validation / test examples")
     c[3].metric("Stored size", common.fmt_bytes(manifest.get("bytes")))
-    st.plotly_chart(charts.label_distribution(manifest.get("counts") or {}, classes), key=f"dist_{manifest['id']}",
-                    config={"displayModeBar": False})
+    if classes:
+        st.plotly_chart(charts.label_distribution(manifest.get("counts") or {}, classes), key=f"dist_{manifest['id']}",
+                        config={"displayModeBar": False})
+    else:  # regression: the targets' spread instead of class counts
+        from lepton.data import load_dataset
+
+        values = [e.label for s in ("train", "val", "test") if sizes.get(s) for e in load_dataset(manifest["id"]).examples(s)]
+        counts, edges = np.histogram(values, bins=30)
+        st.plotly_chart(charts.residual_histogram(edges.tolist(), counts.tolist(), "Targets", "target value",
+                                                                  zero_line=False),
+                        key=f"dist_{manifest['id']}", config={"displayModeBar": False})
     validation_report(manifest)
     with common.guard("Could not load examples"):
         samples(manifest)
@@ -244,7 +277,8 @@ def samples(manifest: dict, per_class: int | None = None) -> None:
     modality = manifest.get("modality")
     classes = list(manifest.get("classes") or [])
     split = next((s for s in ("train", "val", "test") if (manifest.get("sizes") or {}).get(s)), "train")
-    by_class: dict[int, list] = {}
+    truth = task_views.view_of(manifest.get("task")).truth  # a class, a set of them, or a number
+    by_class: dict[Any, list] = {}
     limit = per_class or {"text": 3, "image": 4, "audio": 2}.get(modality, 3)
     for ex in ds.examples(split):
         lst = by_class.setdefault(ex.label, [])
@@ -253,7 +287,7 @@ def samples(manifest: dict, per_class: int | None = None) -> None:
     st.markdown(f"**Examples** <span class='lp-muted'>({split} split, up to {limit} per label)</span>",
                 unsafe_allow_html=True)
     if modality == "text":
-        rows = [{"label": classes[ex.label], "text": str(ex.x), "where": ex.ref}
+        rows = [{"label": truth(ex.label, classes), "text": str(ex.x), "where": ex.ref}
                 for k in sorted(by_class) for ex in by_class[k]]
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
             "label": st.column_config.TextColumn(width="small"),
@@ -261,14 +295,14 @@ def samples(manifest: dict, per_class: int | None = None) -> None:
             "where": st.column_config.TextColumn(width="small")})
     elif modality == "image":
         for k in sorted(by_class)[:12]:
-            st.caption(f"**{classes[k]}**")
+            st.caption(f"**{truth(k, classes)}**")
             cols = st.columns(8)
             for col, ex in zip(cols, by_class[k]):
                 col.image(str(ex.x), caption=Path(ex.ref).name, width="stretch")
     elif modality == "audio":
         for k in sorted(by_class)[:12]:
             cols = st.columns([1, 2, 2])
-            cols[0].markdown(f"**{classes[k]}**")
+            cols[0].markdown(f"**{truth(k, classes)}**")
             for col, ex in zip(cols[1:], by_class[k]):
                 col.audio(str(ex.x))
                 col.caption(Path(ex.ref).name)

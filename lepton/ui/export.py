@@ -62,6 +62,7 @@ def show_result(result: dict) -> None:
 
 def page() -> None:
     from lepton.export import formats
+    from lepton.tasks import TASKS
     from lepton.ui.playground import pick_run
 
     run = pick_run()
@@ -69,6 +70,11 @@ def page() -> None:
         return
     if not access.can_manage(run):
         st.info("This run is shared with you: its owner can export it. You can try it in the Playground.")
+        return
+    task = TASKS.get(common.run_task(run))
+    if not task.exclusive:
+        st.info(f"This is a {task.name} run. Export checks an export against the run's class probabilities, so it takes "
+                "single-label runs for now; try this one in the Playground or with `lepton predict`.")
         return
     fmts = {f["name"]: f for f in formats()}
     fmt = st.radio("Format", list(fmts), horizontal=True, key="export_format",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lepton.ui import access, common
+from lepton.ui import access, common, task_views
 
 # (modality, file under assets/demo, title, what it is)
 DEMOS = [
@@ -103,6 +103,8 @@ def _recent_rows(limit: int, was_active: bool) -> None:
                           unsafe_allow_html=True)
             if r["status"] == "finished" and metrics.get("accuracy") is not None:
                 c[2].markdown(f"accuracy **{metrics['accuracy']:.1%}** · macro-F1 **{metrics.get('macro_f1', 0):.3f}**")
+            elif r["status"] == "finished" and isinstance(metrics.get(metrics.get("primary")), float):
+                c[2].markdown(f"{task_views.title(metrics['primary'])} **{metrics[metrics['primary']]:.3f}**")
             elif r["status"] in ("queued", "running"):
                 c[2].progress(float(r.get("progress") or 0.0), text=f"{float(r.get('progress') or 0):.0%}")
             else:

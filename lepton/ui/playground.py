@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from lepton.ui import access, charts, common
+from lepton.ui import access, common, task_views
 
 IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
 AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
@@ -53,29 +53,17 @@ def pick_run() -> dict | None:
     def label(i: str) -> str:
         r = by_id[i]
         cfg = r.get("config") or {}
-        acc = ((r.get("result") or {}).get("metrics") or {}).get("accuracy")
+        m = (r.get("result") or {}).get("metrics") or {}
+        acc, primary = m.get("accuracy"), m.get("primary")
+        score = (f" · accuracy {acc:.1%}" if acc is not None else
+                 f" · {task_views.title(primary)} {m[primary]:.3f}" if isinstance(m.get(primary), float) else "")
         name = r.get("name") or cfg.get("name") or i
         _, backbone, adapter = common.run_parts(r, datasets)
-        return f"{name} · {backbone} + {adapter}" + (
-            f" · accuracy {acc:.1%}" if acc is not None else "") + (f" · {i}" if name != i else "")
+        return f"{name} · {backbone} + {adapter}" + score + (f" · {i}" if name != i else "")
 
     chosen = st.selectbox("Model (a finished run)", ids, key="pg_run", format_func=label)
     common.set_query_param("run", chosen)
     return by_id[chosen]
-
-
-def show_prediction(out: dict) -> None:
-    probs = out.get("probs") or {}
-    label = out.get("label")
-    with st.container(key="prediction", border=True):
-        c1, c2 = st.columns([1, 2])
-        with c1:
-            st.caption("Prediction")
-            st.markdown(f"<div class='lp-big'>{label}</div>", unsafe_allow_html=True)
-            p = probs.get(label)
-            st.caption((f"confidence {p:.1%} · " if p is not None else "") + f"{out.get('latency_ms', 0):.0f} ms")
-        with c2:
-            st.plotly_chart(charts.probabilities(probs), key="fig_probs", config={"displayModeBar": False})
 
 
 def _random_example(run: dict) -> tuple[Any, str, str] | None:
@@ -88,7 +76,7 @@ def _random_example(run: dict) -> tuple[Any, str, str] | None:
         examples = list(ds.examples(split))
         if examples:
             ex = random.choice(examples)
-            return ex.x, ds.classes[ex.label], ex.ref
+            return ex.x, task_views.view_of(ds.task).truth(ex.label, ds.classes), ex.ref
     return None
 
 
@@ -163,8 +151,9 @@ def page() -> None:
     if model is None:
         return
     modality = model.modality
-    st.caption(f"{modality} classifier · {len(model.classes)} labels: " + ", ".join(map(str, model.classes[:12]))
-               + (" …" if len(model.classes) > 12 else ""))
+    st.caption(f"{modality} {model.task.name} model" + (f" · {len(model.classes)} labels: " + ", ".join(
+        map(str, model.classes[:12])) + (" …" if len(model.classes) > 12 else "") if model.classes else
+        " · it predicts a number"))
     if modality == "text":
         text_input(run_id)
     else:
@@ -180,5 +169,5 @@ def page() -> None:
                 st.audio(media)
         truth = st.session_state.get("pg_truth")
         if truth and truth[0] == run_id:
-            st.caption(f"Example `{truth[2]}`, true label **{truth[1]}**")
-        show_prediction(result)
+            st.caption(f"Example `{truth[2]}`, true {'value' if not model.classes else 'label'} **{truth[1]}**")
+        task_views.view_of(model.task.name).answer(result)

@@ -128,6 +128,22 @@ def pretrained_section(report: dict) -> None:
         st.caption("This run has no pretrained baseline (it was made before Lepton measured one).")
         return
     pre, fin = sec["pretrained"], sec["finetuned"]
+    if "fixed" not in sec:  # multi-label, regression: the same metrics side by side, no single right answer to fix
+        from lepton.ui.task_views import fmt, title
+
+        primary = report.get("primary") or next(iter(fin))
+        c = st.columns(2)
+        c[0].metric(f"Pretrained {title(primary)}", fmt(primary, pre.get(primary)),
+                    help="A linear model on the untuned backbone's frozen features, same test examples")
+        c[1].metric(f"Fine-tuned {title(primary)}", fmt(primary, fin.get(primary)),
+                    delta=f"{fin[primary] - pre[primary]:+.3f}")
+        rows = [{"metric": title(k), "pretrained": pre[k], "fine-tuned": fin[k], "change": fin[k] - pre[k]} for k in fin]
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="content", column_config={
+            "pretrained": st.column_config.NumberColumn(format="%.4g"),
+            "fine-tuned": st.column_config.NumberColumn(format="%.4g"),
+            "change": st.column_config.NumberColumn(format="%+.4g")})
+        st.caption("RMSE and MAE: lower is better; the others: higher is better.")
+        return
     c = st.columns(4)
     c[0].metric("Pretrained macro-F1", f"{pre['macro_f1']:.3f}",
                 help="A logistic-regression probe on the untuned backbone's frozen features, same test examples")
@@ -207,6 +223,15 @@ def misclassified_section(run_id: str, run_dir: Path, report: dict) -> None:
             st.dataframe(pd.DataFrame(wrong), hide_index=True, width="stretch")
         return
     df = read_predictions(str(path), path.stat().st_mtime)
+    if "error" in df:  # regression: no label to be wrong about, so the largest misses first
+        df = df.assign(miss=df["error"].abs()).sort_values("miss", ascending=False)
+        st.caption(f"The {min(len(df), 200)} largest errors of {len(df)} test examples (predicted − true)")
+        st.dataframe(df.head(200)[["ref", "x", "true", "pred", "error", "pretrained_pred"]], hide_index=True,
+                     width="stretch", column_config={"x": st.column_config.TextColumn("input", width="large"),
+                                                     "pretrained_pred": st.column_config.TextColumn("pretrained")})
+        return
+    if "confidence" not in df:  # multi-label: per-example label sets
+        df = df.assign(confidence=1.0)
     classes = list(report.get("classes") or sorted(set(df["true"])))
     views = {"wrong": "Misclassified", "fixed": "Fixed by fine-tuning", "broken": "Broken by fine-tuning", "all": "All"}
     has_pre = bool((df["pretrained_pred"] != "").any()) if "pretrained_pred" in df else False
@@ -244,7 +269,8 @@ def misclassified_section(run_id: str, run_dir: Path, report: dict) -> None:
 def example(row: Any, modality: str, root: Path | None) -> None:
     ok = row["true"] == row["pred"]
     icon = ":green[:material/check:]" if ok else ":red[:material/close:]"
-    st.markdown(f"{icon} true **{row['true']}** · predicted **{row['pred']}** · {float(row['confidence']):.0%}")
+    sure = f" · {float(row['confidence']):.0%}" if "prob_" + str(row["pred"]) in row else ""  # one class, one score
+    st.markdown(f"{icon} true **{row['true']}** · predicted **{row['pred']}**{sure}")
     if modality == "text":
         text = str(row["x"])
         st.markdown(f"> {text[:SNIPPET]}{'…' if len(text) > SNIPPET else ''}")
@@ -281,6 +307,9 @@ def run_report(run: dict, report: dict) -> None:
         "Mistakes": ("the examples", lambda: misclassified_section(run["id"], run_dir, report)),
         "Downloads": ("the downloads", lambda: downloads(run, run_dir, report)),
     }
+    if "task" in report:  # reports that name their task list what they hold: a tab with nothing in it is left out
+        has = {"Embedding map": "embeddings" in (report.get("artifacts") or {}), "Calibration": bool(report.get("calibration"))}
+        sections = {k: v for k, v in sections.items() if has.get(k, True)}
     with st.container(key="evaluation"):
         st.subheader("Evaluation")
         # on_change="rerun" makes the tabs lazy: only the open one's figures are built and sent, the rest when

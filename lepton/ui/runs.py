@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from lepton.ui import access, charts, common
+from lepton.ui import access, charts, common, task_views
 
 LIVE_EVERY_S = 1.0
 LIST_EVERY_S = 2.0
@@ -102,9 +102,13 @@ def runs_frame(runs: list[dict]) -> pd.DataFrame:
             "progress": float(r.get("progress") or 0.0),
             "accuracy": None if res.get("accuracy") is None else 100 * res["accuracy"],
             "macro-F1": res.get("macro_f1"),
+            # Multi-label and regression runs: their primary metric (micro-F1, R²), shown once such a run exists.
+            "score": res.get(res["primary"]) if res.get("primary") not in (None, "macro_f1") else None,
             "created": common.fmt_ago(r.get("created")),
         })
     df = pd.DataFrame(rows)
+    if df.empty or df["score"].isna().all():
+        df = df.drop(columns="score", errors="ignore")
     # The column earns its width once runs go to a cluster: on one machine every row would say the same.
     return df if any(map(common.on_cluster, runs)) else df.drop(columns="runs on", errors="ignore")
 
@@ -120,6 +124,8 @@ RUNS_COLUMNS = {
                                               help="Test accuracy of a finished run"),
     "macro-F1": st.column_config.NumberColumn("macro-F1", width=75, format="%.3f",
                                               help="Test macro-F1 of a finished run"),
+    "score": st.column_config.NumberColumn("score", width=70, format="%.3f",
+                                           help="A multi-label or regression run's primary test metric: micro-F1 or R²"),
     "created": st.column_config.TextColumn(width=90),
     "owner": st.column_config.TextColumn(width=140, help="Whose run it is; shared runs are visible to every signed-in user"),
     "runs on": st.column_config.TextColumn(width=130, help="The executor and the node that trains it (lepton worker --executor)"),
@@ -297,8 +303,13 @@ def curves(run: dict, rows: list[dict]) -> None:
     if not rows and run["status"] not in ACTIVE:
         st.caption("No training step was recorded for this run.")
         return
+    from lepton.tasks.base import task_for_curves
+
     loss = series(rows, "train", "loss")
-    n_val = len(series(rows, "val", "accuracy", "epoch")[0])
+    task = task_for_curves({r["name"] for r in rows if r["split"] == "val"})
+    val = {task_views.title(m): series(rows, "val", m, "epoch") for m in task.curve}
+    n_val = len(next(iter(val.values()))[0])
+    low = min((y for _, ys in val.values() for y in ys), default=0.0)  # R² can go below 0
     epochs = planned_epochs(run)
     n = len(loss[0])
     st.caption(f"{n} point{'s' if n != 1 else ''} of training loss · {n_val} validation point{'s' if n_val != 1 else ''}")
@@ -308,9 +319,7 @@ def curves(run: dict, rows: list[dict]) -> None:
         st.plotly_chart(charts.curve({"train loss": loss}, "Training loss", empty_note=waiting),
                         key="fig_loss", config={"displayModeBar": False})
     with b.container(key="chart-val"):
-        st.plotly_chart(charts.curve({"accuracy": series(rows, "val", "accuracy", "epoch"),
-                                      "macro-F1": series(rows, "val", "macro_f1", "epoch")},
-                                     "Validation", x_title="epoch", y_range=(0, 1.02),
+        st.plotly_chart(charts.curve(val, "Validation", x_title="epoch", y_range=(min(0.0, low * 1.05), 1.02),
                                      x_range=(0, epochs) if epochs else None,
                                      empty_note="after the first epoch" if run["status"] in ACTIVE else "no data"),
                         key="fig_val", config={"displayModeBar": False})
@@ -378,24 +387,28 @@ def outcome(run: dict) -> None:
 
 
 def final_report(run: dict, report: dict) -> None:
+    from lepton.tasks import TASKS
+
     st.subheader("Results")
     summary = report.get("summary") or {}
     split = summary.get("eval_split") or report.get("split") or "test"
+    task = TASKS.get(report.get("task") or "single-label")
+    first, second = task.headline[:2]
     c = st.columns(4)
-    c[0].metric(f"Accuracy ({split})", common.fmt_pct(report.get("accuracy")))
-    c[1].metric(f"Macro-F1 ({split})", f"{report.get('macro_f1', 0):.3f}",
-                help="The mean of per-label F1: every label counts the same, however rare")
-    best = summary.get("best_val_macro_f1")
-    c[2].metric("Best validation macro-F1", "–" if best is None else f"{best:.3f}",
+    for col, metric in ((c[0], first), (c[1], second)):
+        col.metric(f"{task_views.title(metric)} ({split})", task_views.fmt(metric, report.get(metric)),
+                   help=task_views.METRIC_HELP.get(metric))
+    best = summary.get("best_val_score", summary.get("best_val_macro_f1"))
+    c[2].metric(f"Best validation {task_views.title(task.primary)}", task_views.fmt(task.primary, best),
                 help=f"at epoch {summary.get('best_epoch')}" if summary.get("best_epoch") is not None else None)
     c[3].metric("Training time", common.fmt_duration(summary.get("train_seconds")),
                 help=f"{summary.get('trainable_params', 0):,} trainable parameters" if summary.get("trainable_params") else None)
     kept = report.get("kept") or {}
     if kept.get("model") == "probe":
-        tuned = kept.get("finetuned_test_macro_f1")
-        st.info(f"**Shipped: the untuned backbone's logistic probe.** {kept.get('why', '').capitalize()}."
-                + (f" The fine-tuned model, not shipped, scored {tuned:.3f} macro-F1 on {split}." if tuned is not None else ""),
-                icon=":material/verified:")
+        tuned = kept.get("finetuned_test_score", kept.get("finetuned_test_macro_f1"))
+        st.info(f"**Shipped: the untuned backbone's linear probe.** {kept.get('why', '').capitalize()}."
+                + (f" The fine-tuned model, not shipped, scored {tuned:.3f} {task_views.title(task.primary)} on {split}."
+                   if tuned is not None else ""), icon=":material/verified:")
     elif kept.get("model"):
         st.success(f"**Shipped: the fine-tuned model.** {kept.get('why', '').capitalize()}.", icon=":material/verified:")
     comp = kept.get("companion")
@@ -403,39 +416,21 @@ def final_report(run: dict, report: dict) -> None:
         st.caption(f":material/join: Blended with a TF-IDF logistic regression ({comp['kind']} companion) at weight "
                    f"{comp['weight']:g}: the blend scored {comp['val_macro_f1']:.3f} on validation, higher than the "
                    "model alone. Predictions use the blend.")
-    classes = list(report.get("classes") or [])
-    left, right = st.columns([1, 1])
-    with left:
-        per_class = report.get("per_class") or {}
-        df = pd.DataFrame([{"label": k, **{m: v.get(m) for m in ("precision", "recall", "f1", "support")}}
-                           for k, v in per_class.items()])
-        st.markdown("**Per label**")
-        st.dataframe(df, hide_index=True, width="stretch", column_config={
-            "label": st.column_config.TextColumn(width=140),
-            "precision": st.column_config.NumberColumn(format="%.3f", width=80),
-            "recall": st.column_config.NumberColumn(format="%.3f", width=80),
-            "f1": st.column_config.NumberColumn("F1", format="%.3f", width=80),
-            "support": st.column_config.NumberColumn(width=80, help="Examples of this label in the evaluated split"),
-        })
-    with right:
-        with st.container(key="confusion"):
-            norm = st.toggle("Normalise by row", key=f"cm_norm_{run['id']}",
-                             help="Show each true label's row as shares, so rare labels read as clearly as common ones")
-            if report.get("confusion_matrix"):
-                st.plotly_chart(charts.confusion(report["confusion_matrix"], classes, norm), key="fig_cm",
-                                config={"displayModeBar": False})
+    task_views.view_of(task.name).body(run, report)
     extensions(run, report)
 
 
 def extensions(run: dict, report: dict) -> None:
     """The finished run's evaluation tabs and transfer section, each failing on its own."""
+    from lepton.tasks import TASKS
     from lepton.ui import export as export_ui, report as report_ui, transfer as transfer_ui
 
     with common.guard("Could not show the evaluation"):
         report_ui.run_report(run, report)
     with common.guard("Could not show the transfer results"):
         transfer_ui.run_section(run)
-    export_ui.serve_panel(run, report_ui.modality_of(report))
+    if TASKS.get(report.get("task") or "single-label").exclusive:  # the HTTP server answers with class probabilities
+        export_ui.serve_panel(run, report_ui.modality_of(report))
 
 
 def details(run: dict) -> None:

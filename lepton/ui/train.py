@@ -18,8 +18,8 @@ from lepton.ui import data as data_ui
 
 CUSTOM = "__custom__"
 # Fields the page sets through its own widgets (dataset, backbone and adapter pickers, run name).
-EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "backbone", "adapter", "name",
-            "adapter_options"}
+EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "task", "backbone", "adapter", "name",
+            "adapter_options"}  # task: the picked dataset's, stored with it
 GROUP_TITLES = {"model": "Model", "training": "Training", "system": "System"}
 
 
@@ -228,6 +228,10 @@ def pick_dataset() -> dict | None:
     by_id = {m["id"]: m for m in manifests}
     chosen = st.selectbox("Dataset", ids, key="train_dataset", format_func=lambda i: data_ui.describe(by_id[i]))
     common.set_query_param("dataset", chosen)
+    from lepton.tasks import TASKS
+
+    task = by_id[chosen].get("task") or "single-label"
+    st.caption(f"Task: **{task}**, {TASKS.get(task).description} (stored with the dataset; the Data page sets it).")
     return by_id[chosen]
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from browser_kit import ART, REPO, app_env, goto, idle, shot, streamlit_app
+from browser_kit import ART, REPO, app_env, goto, idle, no_errors, shot, streamlit_app
 
 pytestmark = pytest.mark.e2e
 
@@ -243,6 +243,79 @@ def test_media_upload_train_finish_predict(server, page, tmp_path, modality, arc
     page.locator(".st-key-prediction .js-plotly-plot").wait_for(timeout=120_000)
     assert page.locator(".st-key-prediction .lp-big").inner_text().strip()
     shot(page, f"{modality}_04_playground")
+
+
+def _train_plain(page, backbone: str, adapter: str, epochs: int) -> str:
+    """From a dataset's "Train on this dataset": a backbone, an adapter and epochs; returns the run id."""
+    page.locator(".st-key-to_train button").first.click()
+    page.wait_for_url("**/train?dataset=*")
+    idle(page)
+    choose(page, "train_backbone_text", backbone + " ·")
+    choose(page, f"train_adapter_{backbone}", adapter + " ·")
+    number(page, "cfg_epochs", epochs)
+    return click_start(page)[0]
+
+
+def _finished(page, server, run_id: str, key: str, timeout: float = 240) -> None:
+    """Until the run's page shows the task's own result figure (st-key-<key>)."""
+    deadline = time.monotonic() + timeout
+    while page.locator(f".st-key-{key} .js-plotly-plot").count() == 0:
+        status = run_status(server, run_id)
+        assert status in ("queued", "running", "finished"), f"run {run_id} ended {status}:\n" + page.inner_text("body")[-2000:]
+        assert time.monotonic() < deadline, f"run {run_id} still {status} after {timeout} s"
+        time.sleep(0.5)
+    idle(page)
+
+
+def test_multi_label_and_regression_from_upload_to_playground(server, page, tmp_path):
+    """A `;`-joined CSV: the Data page offers multi-label; a numeric one: regression. Each trains, shows its own
+    results (threshold explorer; predicted-against-true and residuals) and answers in the Playground."""
+    import csv as csv_mod
+    import random
+
+    rng = random.Random(0)
+    topics = {"food": ["pasta", "bread", "soup"], "travel": ["train", "flight", "hotel"], "music": ["guitar", "piano", "song"]}
+    numbers = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven"]
+    ml, reg = tmp_path / "e2e_topics_multi.csv", tmp_path / "e2e_prices.csv"
+    with ml.open("w", newline="") as f, reg.open("w", newline="") as g:
+        a, b = csv_mod.writer(f), csv_mod.writer(g)
+        a.writerow(["text", "label"])
+        b.writerow(["text", "label"])
+        for i in range(120):
+            labels = rng.sample(sorted(topics), 1 + i % 2)
+            a.writerow([" and ".join(rng.choice(topics[t]) for t in labels) + f" on day {i}", ";".join(labels)])
+            k = i % 12
+            b.writerow([f"it costs {numbers[k]} coins, item {i}", f"{2 * k + 1}"])
+    for path, task, key, answer in ((ml, "multi-label", "thresholds", "Labels above their thresholds"),
+                                    (reg, "regression", "scatter", "Predicted value")):
+        goto(page, server, "/data")
+        page.locator("[data-testid='stFileUploaderDropzoneInput']").first.set_input_files(str(path))
+        offer = page.locator(f"[class*='st-key-use_{task}_'] button")
+        offer.wait_for(timeout=60_000)  # the preview's labels look like this task: the page says so and offers it
+        shot(page, f"{task}_01_offered")
+        offer.click()
+        idle(page)
+        page.locator(".st-key-ingest button").first.click()
+        page.locator("[data-testid='stAlertContentSuccess']").filter(has_text=path.name).wait_for(timeout=120_000)
+        idle(page)
+        assert page.locator("[data-testid='stMain']").get_by_text(task).count() >= 1
+        shot(page, f"{task}_02_stored")
+        run_id = _train_plain(page, "tiny-text", "full", 4)
+        _finished(page, server, run_id, key)
+        if task == "regression":
+            page.locator(".st-key-residuals .js-plotly-plot").wait_for()
+        no_errors(page)
+        shot(page, f"{task}_03_finished")
+        page.locator(".st-key-to_playground button").first.click()
+        page.wait_for_url("**/playground?run=*")
+        box = page.locator(f".st-key-pg_text_{run_id} textarea")
+        box.wait_for(timeout=120_000)
+        box.fill("pasta and guitar on day 3" if task == "multi-label" else "it costs seven coins, item 3")
+        page.locator(".st-key-pg_predict button").first.click()
+        page.locator(".st-key-prediction").get_by_text(answer).wait_for(timeout=120_000)
+        assert page.locator(".st-key-prediction .lp-big").inner_text().strip()
+        no_errors(page)
+        shot(page, f"{task}_04_playground")
 
 
 def test_home_and_runs_list_show_every_run(server, page):
