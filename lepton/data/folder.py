@@ -1,11 +1,13 @@
 """The `<label>/<file>` layout shared by image and audio (HF imagefolder / audiofolder).
 
-Optional split folders on top: `train/<label>/<file>`, `validation/` (or `val/`), `test/`.
+Optional split folders on top: `train/<label>/<file>`, `validation/` (or `val/`), `test/`. An upload with a
+`metadata.csv` or `metadata.jsonl` is read through it instead (lepton/data/metadata.py).
 """
 
 from __future__ import annotations
 
 from lepton import filetypes
+from lepton.data import metadata
 from lepton.data.base import (FILE_LIMIT, Bad, Collected, Entry, Modality, Options, Raw, Reason, Tree, clean_label,
                                digest, human_bytes, limit_bytes, split_alias)
 
@@ -89,6 +91,9 @@ class FolderModality(Modality):
             )
             return out
 
+        described = metadata.find(tree)
+        if described:  # metadata.csv / metadata.jsonl beside the files: its rows, not the folders, say the labels
+            return metadata.collect(cls, tree, described, opts)
         top = {e.parts[0] for e in tree.entries if len(e.parts) > 1}
         split_dirs = {d for d in top if split_alias(d)}
         other_dirs = sorted(top - split_dirs)

@@ -300,7 +300,7 @@ def _json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return dict(pairs)
 
 
-def _read_jsonl(lines: Iterator[str], name: str, tc: str, lc: str):
+def _read_jsonl(lines: Iterator[str], name: str) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[Bad], int]:
     records, keys, bad, seen = [], {}, [], 0
     for i, line in enumerate(lines, 1):
         s = line.strip()
@@ -322,29 +322,27 @@ def _read_jsonl(lines: Iterator[str], name: str, tc: str, lc: str):
         why = f" ({describe_bad(dup, 'row')[0]})" if dup else ""
         raise _Problem(f"`{name}` has no JSON object lines{why}: each line must be one object like "
                        '{"text": "…", "label": "…"}')
-    used = _columns(list(keys), tc, lc, name, csv_like=False)
-    rows = [(i, obj.get(used[0]), obj.get(used[1])) for i, obj in records]
-    return rows, bad, seen, used
+    return list(keys), records, bad, seen
 
 
-def read_table(entry: Entry, tc: str, lc: str) -> tuple[list[tuple[int, Any, Any]], list[Bad], int, tuple[str, str]]:
-    """-> (rows as (line, text, label) raw values, bad rows, rows seen, (text col, label col) used)."""
+def read_records(entry: Entry, tc: str = "text", lc: str = "label"
+                 ) -> tuple[list[str], list[tuple[int, dict[str, Any]]], list[Bad], int]:
+    """-> (the columns, rows as (line, {column: raw value}), bad rows, rows seen) of a CSV/TSV/JSONL table.
+    tc and lc are two columns it should have: they pick a CSV's delimiter."""
     name = entry.rel
     with _open_lines(entry) as source:
         head = _peek(source, name)
         lines = itertools.chain(head, source)
         if entry.ext == ".jsonl":
-            return _read_jsonl(lines, name, tc, lc)
+            return _read_jsonl(lines, name)
         delim = _pick_delimiter(head[-1], entry.ext, tc, lc)
         it = _csv_rows(lines, source, delim, name)
         first = next(it, None)
         if first is None:
             raise _Problem(f"`{name}` is empty: it needs a header line and one row per example")
         header = [h.strip() for h in first[1]]
-        used = _columns(header, tc, lc, name, csv_like=True)
-        ti, li = header.index(used[0]), header.index(used[1])
         width = len(header)
-        rows: list[tuple[int, Any, Any]] = []
+        records: list[tuple[int, dict[str, Any]]] = []
         bad: list[Bad] = []
         seen = 0
         for line, row in it:
@@ -353,8 +351,16 @@ def read_table(entry: Entry, tc: str, lc: str) -> tuple[list[tuple[int, Any, Any
                 bad.append(Bad(name, EXTRA_FIELDS, line))
                 continue
             row = row + [""] * (width - len(row))
-            rows.append((line, row[ti], row[li]))
-        return rows, bad, seen, used
+            # a repeated column name keeps its first cell, as a csv reader's first-match would (_columns refuses it)
+            records.append((line, {h: row[i] for i, h in reversed(list(enumerate(header)))}))
+        return header, records, bad, seen
+
+
+def read_table(entry: Entry, tc: str, lc: str) -> tuple[list[tuple[int, Any, Any]], list[Bad], int, tuple[str, str]]:
+    """-> (rows as (line, text, label) raw values, bad rows, rows seen, (text col, label col) used)."""
+    header, records, bad, seen = read_records(entry, tc, lc)
+    used = _columns(header, tc, lc, entry.rel, csv_like=entry.ext != ".jsonl")
+    return [(i, rec.get(used[0]), rec.get(used[1])) for i, rec in records], bad, seen, used
 
 
 @MODALITIES.register("text")

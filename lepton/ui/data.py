@@ -104,7 +104,8 @@ def upload_section() -> None:
     st.subheader("Add a dataset")
     st.markdown(
         "<span class='lp-muted'>Text: a <b>.csv</b>, <b>.tsv</b> or <b>.jsonl</b> file with a text and a label column. "
-        "Images or audio: a <b>.zip</b> of <code>&lt;label&gt;/&lt;file&gt;</code> folders. Optional "
+        "Images or audio: a <b>.zip</b> of <code>&lt;label&gt;/&lt;file&gt;</code> folders, or of files with a "
+        "<code>metadata.csv</code> (<code>file_name</code>, <code>label</code>, optional <code>split</code>). Optional "
         "<code>train/</code>, <code>validation/</code>, <code>test/</code> top folders set the splits; otherwise "
         "Lepton splits them for you (stratified, fixed seed).</span>", unsafe_allow_html=True)
     nonce = st.session_state.setdefault("_upload_nonce", 0)
