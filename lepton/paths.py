@@ -9,7 +9,15 @@ since SQLite in WAL mode must not be shared over a network filesystem. Every Lep
 from __future__ import annotations
 
 import os
+import secrets
+import time
 from pathlib import Path
+
+
+def new_run_id() -> str:
+    """A run's id and the name of its folder under runs/: the time, then 4 hex digits from `secrets` (not `random`,
+    which every run seeds with its seed: drawn from it, two runs in one second got the same id and folder)."""
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
 
 
 def home() -> Path:

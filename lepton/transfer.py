@@ -142,7 +142,6 @@ def evaluate_and_store(run: str, data: str, split: str | None = "auto", predicto
     """`lepton eval`: score a finished run on a dataset and record it in the store's evaluations."""
     from lepton.evaluate import evaluate_run
     from lepton.jobs.store import get_store
-
     from lepton.tasks import TASKS
 
     rep = evaluate_run(run, data, split=split, predictor=predictor)

@@ -117,7 +117,7 @@ def test_run_ids_do_not_repeat_after_a_run_seeds_random():
     """Every run seeds `random`; ids drawn from it repeated within a second (two runs shared one folder)."""
     import random
 
-    from lepton.train.loop import new_run_id
+    from lepton.paths import new_run_id
 
     random.seed(0)
     first = new_run_id()

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import secrets
 import socket
 import sqlite3
 import threading
@@ -347,7 +346,7 @@ class Store:
     # ---------------------------------------------------------------- runs
     @staticmethod
     def new_run_id() -> str:
-        return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+        return paths.new_run_id()
 
     def create_run(self, config: RunConfig, status: str | Status = "queued", run_id: str | None = None,
                    **columns: Any) -> str:

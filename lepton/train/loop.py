@@ -16,7 +16,6 @@ import dataclasses
 import json
 import math
 import random
-import secrets
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -58,17 +57,11 @@ def run(config: RunConfig, emit: Emit = null_emit, *, run_id: str | None = None,
     """Train one run. controller: an instance to steer it instead of the one config.controller names
     (a study's trials report to their tuner through it). Every event also reaches the tracking sinks
     (TensorBoard files in the run folder), whoever called."""
-    run_id = run_id or new_run_id()
+    run_id = run_id or paths.new_run_id()
     run_dir = Path(run_dir) if run_dir else paths.runs_dir() / run_id
     (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
     with open_sinks(run_dir, emit) as emit, contextlib.ExitStack() as stack:
         return _train(config, emit, run_id, run_dir, resume, controller, stack)
-
-
-def new_run_id() -> str:
-    # secrets, not random: every run seeds `random` with its seed, so the next id in this process would repeat
-    # (two runs in one second shared a folder, and a --devices run's helper resumed the other's checkpoint).
-    return time.strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
 def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bool, controller: Controller | None,
