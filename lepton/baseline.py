@@ -156,7 +156,7 @@ def tsne_maps(run_dir: Path, seed: int = 0) -> dict[str, np.ndarray] | None:
 def write_predictions(path: Path, task: Any, ds: Dataset, exs: list[Example], y: list[Any], probs: np.ndarray,
                       probs_before: np.ndarray | None = None) -> None:
     """predictions.csv: enough to browse mistakes without the model (x is the text, or the stored file's path
-    relative to the dataset folder): the task's columns (true, pred, …), the pretrained probe's prediction,
+    relative to the dataset folder; a multimodal row: JSON of each modality's, null where missing): the task's columns (true, pred, …), the pretrained probe's prediction,
     and one probability column per class where the outputs are class probabilities."""
     root = Path(ds.root)
     per_class = task.class_names if probs.shape[1:] == (len(task.class_names),) and task.class_names else []
@@ -164,10 +164,17 @@ def write_predictions(path: Path, task: Any, ds: Dataset, exs: list[Example], y:
         w = csv.writer(f)
         w.writerow(["ref", "x", *task.csv_columns(), "pretrained_pred", *[f"prob_{c}" for c in per_class]])
         for i, e in enumerate(exs):
-            x = e.x if isinstance(e.x, str) else _relative(Path(e.x), root)
+            x = _shown(e.x, root)
             before = task.csv_row(y[i], probs_before[i])[1] if probs_before is not None else ""
             w.writerow([e.ref, x, *task.csv_row(y[i], probs[i]), before,
                         *[f"{p:.6f}" for p in (probs[i] if per_class else ())]])
+
+
+def _shown(x: Any, root: Path) -> str:
+    if isinstance(x, dict):
+        return json.dumps({m: None if v is None else v if isinstance(v, str) else _relative(Path(v), root)
+                           for m, v in x.items()}, ensure_ascii=False)
+    return x if isinstance(x, str) else _relative(Path(x), root)
 
 
 def _relative(p: Path, root: Path) -> str:

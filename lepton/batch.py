@@ -1,7 +1,8 @@
 """`lepton predict RUN --batch PATH`: classify a whole file, folder or zip; one CSV row per input.
 
 Inputs: a CSV/TSV/JSONL of texts (column `text`, or the only column), a metadata CSV/TSV/JSONL naming
-image or audio files (column file/path/filename/image/audio, relative to the metadata file), a folder of
+image or audio files (column file/path/filename/image/audio, relative to the metadata file), for a multimodal
+run a metadata table with its columns (text, image_file_name, audio_file_name; blank = missing), a folder of
 files (recursive), a .zip of files (read in memory after the same checks as an upload), or a .txt of one
 text per line. A row that cannot be read or decoded is reported on stderr and skipped; the rest go on.
 The CSV is written to a temporary file beside --out and renamed at the end, so it is never half-written.
@@ -51,6 +52,9 @@ def _table(path: Path) -> list[dict[str, Any]]:
 def _from_table(path: Path, modality: str) -> Source:
     rows = _table(path)
     columns = list(rows[0]) if rows else []
+    if modality == "multimodal":
+        yield from _multimodal_rows(path, rows, columns)
+        return
     if modality == "text":
         col = "text" if "text" in columns else (columns[0] if len(columns) == 1 else None)
         if col is None:
@@ -67,6 +71,21 @@ def _from_table(path: Path, modality: str) -> Source:
     for i, r in enumerate(rows):
         rel = str(r.get(col) or "")
         yield rel or f"row {i + 1}", (lambda rel=rel: path.parent / rel if rel else _bad("no file named"))
+
+
+def _multimodal_rows(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> Source:
+    """A metadata table like the training one (text, image_file_name, audio_file_name; a blank cell is a missing
+    modality; other columns such as label are ignored): one {modality: text, path or None} per row."""
+    from lepton.data.multimodal import COLUMNS
+
+    given = {m: c for m, c in COLUMNS.items() if c in columns}
+    if not given:
+        raise DataError(f"`{path.name}` has columns {', '.join(columns) or '(none)'}: a multimodal run reads "
+                        f"{', '.join(COLUMNS.values())} (any of them; a blank cell is a missing modality)")
+    for i, r in enumerate(rows):
+        cells = {m: (r.get(c) or None) for m, c in given.items()}
+        yield f"row {i + 1}", (lambda cells=cells: {m: v if m == "text" or v is None else path.parent / str(v)
+                                                    for m, v in cells.items()})
 
 
 def _bad(why: str) -> Any:

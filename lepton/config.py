@@ -103,13 +103,20 @@ class StrictConfig:
 class RunConfig(StrictConfig):
     data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
     test_data: str | None = opt(None, "Optional separate test set (id or path); all of it is the test split", group="data")
-    modality: Literal["auto", "text", "image", "audio"] = opt("auto", "Data modality; auto detects it from the files", group="data")
+    modality: Literal["auto", "text", "image", "audio", "multimodal"] = opt(
+        "auto", "Data modality; auto detects it from the files (multimodal: a metadata file with two or more media "
+        "columns)", group="data")
     text_column: str = opt("text", "Text column name (CSV/TSV/JSONL)", group="data")
     label_column: str = opt("label", "Label column name (CSV/TSV/JSONL)", group="data")
     task: str = opt("auto", "What a label is: single-label, multi-label (a JSON list or a;b) or regression (a number); "
                     "auto = multi-label for JSON-list labels, else single-label", group="data")
 
-    backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default", group="model")
+    backbone: str | None = opt(None, "Backbone name, Hugging Face model id or local folder; empty = modality default; "
+                               "multimodal data: one per modality, e.g. image=efficientnet-lite0,text=all-minilm-l6-v2",
+                               group="model")
+    fusion: str = opt("concat", "Multimodal data: how the branches are fused: concat (projected, concatenated, MLP), "
+                      "gated (gated multimodal unit) or attention (a transformer over one token per modality)",
+                      group="model")
     adapter: str | None = opt(None, "Adapter: linear-probe, full, lora, …; empty = the backbone's recommended one", group="model")
     adapter_options: dict[str, Any] = opt({}, "The adapter's own options, key=value (`lepton adapters` lists them; "
                                           "e.g. r=16 for lora, bottleneck=32 for houlsby)", group="model",
@@ -184,6 +191,10 @@ class RunConfig(StrictConfig):
 
         if self.task != "auto" and self.task not in TASKS:
             raise ConfigError(f"{source}: task={self.task!r} is not one of auto, {', '.join(TASKS)}")
+        from lepton.fusion import FUSIONS
+
+        if self.fusion not in FUSIONS:
+            raise ConfigError(f"{source}: fusion={self.fusion!r} is not one of {', '.join(FUSIONS)}")
         if self.adapter_options:
             if not self.adapter:
                 raise ConfigError(f"{source}: adapter_options ({', '.join(self.adapter_options)}) need an adapter; "

@@ -11,15 +11,18 @@ from typing import Any
 from lepton.adapters import Adapter, Classifier, get_adapter
 from lepton.backbones import Backbone, BackboneSpec, default_backbone, resolve_backbone
 from lepton.errors import IncompatibleError
-from lepton.heads import build_head
 
 
-def backbone_spec(config: Any, modality: str) -> BackboneSpec:
-    """The spec a run builds: the warm-start source's adapted backbone, the one named, or the modality's default."""
+def backbone_spec(config: Any, modality: str, modalities: list[str] | None = None) -> BackboneSpec:
+    """The spec a run builds: the warm-start source's adapted backbone, the one named, or the modality's default
+    (multimodal data: one branch per modality of `modalities`, each named or the default)."""
     from lepton import transfer
+    from lepton.backbones.multimodal import multimodal_spec
 
     if config.from_run:
         spec = transfer.source_spec(config, modality)
+    elif modality == "multimodal":
+        spec = multimodal_spec(config.backbone, modalities)
     else:
         spec = resolve_backbone(config.backbone or default_backbone(modality).name, modality)
     if spec.modality != modality:
@@ -35,11 +38,12 @@ def build_backbone(spec: BackboneSpec, max_length: int, image_size: int | None) 
 
 
 def wrap(backbone: Backbone, spec: BackboneSpec, adapter_name: str, options: dict[str, Any], num_classes: int,
-         head: str = "classification") -> tuple[Adapter, Classifier]:
-    """The adapter (checked against the backbone) and backbone + head wrapped by it."""
+         head: str = "classification", fusion: str | None = None) -> tuple[Adapter, Classifier]:
+    """The adapter (checked against the backbone) and backbone + head wrapped by it (fusion: a multimodal
+    backbone's fusion module, which its head starts with)."""
     adapter = get_adapter(adapter_name, options)
     check_supported(spec, adapter_name)
-    return adapter, adapter.wrap(backbone, build_head(head, backbone.dim, num_classes))
+    return adapter, adapter.wrap(backbone, backbone.make_head(head, num_classes, fusion))
 
 
 def check_supported(spec: BackboneSpec, adapter_name: str) -> None:

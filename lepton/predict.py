@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from lepton import filetypes, paths
 from lepton.backbones import resolve_backbone
 from lepton.data import load_item
-from lepton.errors import RunError
+from lepton.errors import DataError, RunError
 from lepton.companions import blend
 from lepton.model import build_backbone, wrap
 from lepton.tasks import TASKS, task_of
@@ -150,6 +150,8 @@ class Predictor:
         self.classes: list[str] = meta["classes"]
         self.modality: str = meta["modality"]
         self.task = task_of(meta.get("task", "single-label"), self.classes, meta.get("task_state"))
+        # A multimodal run's branches; one modality otherwise.
+        self.modalities: list[str] = [m for m, _ in model.backbone.layout] or [self.modality]
 
     @classmethod
     def load(cls, run: str | Path) -> "Predictor":
@@ -163,7 +165,8 @@ class Predictor:
             raise RunError(f"run '{run_dir.name}': `model/meta.json` names the task {task!r}, which this Lepton does not "
                            f"know (it knows {', '.join(TASKS)}): was it made by another Lepton version?")
         width = task_of(task, meta["classes"], meta.get("task_state")).width
-        _, model = wrap(backbone, spec, meta["adapter"], options, width, meta.get("head", "classification"))
+        _, model = wrap(backbone, spec, meta["adapter"], options, width, meta.get("head", "classification"),
+                        meta.get("fusion"))
         state = load_weights(run_dir)
         unexpected = set(state) - set(model.state_dict())
         if unexpected:
@@ -194,3 +197,21 @@ class Predictor:
 
     def predict(self, x: Any) -> dict[str, Any]:
         return self.predict_batch([x])[0]
+
+    def row(self, given: dict[str, Any]) -> Any:
+        """One input from {modality: text or file path}: the run's own modality's value, or a multimodal row
+        with the modalities not given missing."""
+        wrong = sorted(set(given) - set(self.modalities))
+        if wrong or (self.modality != "multimodal" and len(given) != 1):
+            raise DataError(f"run '{self.run_dir.name}' takes {', '.join(self.modalities)}, not "
+                            f"{', '.join(wrong or sorted(given))}: give --" + " / --".join(self.modalities))
+        x = {m: v if m == "text" else Path(v) for m, v in given.items()}
+        return {m: x.get(m) for m in self.modalities} if self.modality == "multimodal" else x[self.modality]
+
+    def without(self, x: Any) -> dict[str, dict[str, Any]]:
+        """{modality: the answer with that modality left out} for a multimodal row holding two or more (what
+        each one contributes); {} otherwise."""
+        if self.modality != "multimodal" or sum(v is not None for v in x.values()) < 2:
+            return {}
+        outs = self.predict_batch([{**x, m: None} for m, v in x.items() if v is not None])
+        return {m: {k: v for k, v in o.items() if k != "latency_ms"} for m, o in zip([m for m, v in x.items() if v is not None], outs)}

@@ -110,7 +110,6 @@ def merge_lora(module: Any) -> int:
 def load_head(model: Any, from_run: str, classes: list[str], task: Any, emit: Emit = null_emit) -> str | None:
     """Put the source run's head (its kind and weights) on the model when its task and classes are these, in
     this order; returns the head's kind if it did."""
-    from lepton.heads import build_head
     from lepton.predict import load_weights
 
     run_dir, meta = source(from_run)
@@ -126,7 +125,7 @@ def load_head(model: Any, from_run: str, classes: list[str], task: Any, emit: Em
         return None
     state = load_weights(run_dir)
     kind = meta.get("head", "classification")
-    model.head = build_head(kind, model.backbone.dim, task.width)
+    model.head = model.backbone.make_head(kind, task.width, meta.get("fusion"))
     model.head.load_state_dict({k[len("head."):]: v for k, v in state.items() if k.startswith("head.")})
     emit("log", level="info", message=f"warm start from {run_dir.name}: adapted backbone and its head (same labels)")
     return kind

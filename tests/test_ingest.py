@@ -39,6 +39,7 @@ except ImportError:  # pragma: no cover - when tests/ is a package
 
 from lepton.data import (
     MODALITIES,
+    Modality,
     Dataset,
     Example,
     IngestResult,
@@ -616,9 +617,10 @@ def test_load_item_audio_inputs_and_resample(tmp_path):
 
 def test_load_item_text_and_registry():
     assert load_item("text", "hello") == "hello" and load_item("text", "héllo".encode()) == "héllo"
-    assert set(MODALITIES) == {"text", "image", "audio"}
+    assert set(MODALITIES) == {"text", "image", "audio", "multimodal"}
     for name, mod in MODALITIES.items():
-        assert mod.extensions and callable(mod.load) and mod.name == name
+        # a modality recognises files by extension, or claims whole uploads (multimodal metadata)
+        assert (mod.extensions or mod.claims.__func__ is not Modality.claims.__func__) and callable(mod.load) and mod.name == name
     with pytest.raises(Exception, match="valid names"):
         load_item("video", "x")
 

@@ -94,7 +94,6 @@ def test_every_bad_row_is_named_by_its_line(row, reason, home, tmp_path):
 @pytest.mark.parametrize("columns, message", [
     (["file_name", "label", "caption"], "unknown columns `caption`; the columns understood are `file_name`, `label`"),
     (["file_name", "split"], "no `label` column"),
-    (["text", "image_file_name", "label"], "needs a fusion model"),
 ])
 def test_columns_are_checked(columns, message, home, tmp_path):
     root = tmp_path / "cols"

@@ -183,3 +183,51 @@ def task_data_for(task: str, modality: str, tmp_path: Path) -> Path:
                 else write_regression_csv(tmp_path / "prices.csv"))
     writer = write_image_tasks if modality == "image" else write_audio_tasks
     return writer(tmp_path / f"{modality}-{task}", task)
+
+
+def write_multimodal(root: Path, task: str = "single-label", modalities: tuple[str, ...] = ("text", "image", "audio"),
+                     n: int = 48, seed: int = 0, missing: float = 0.2, sr: int = 16000) -> Path:
+    """A folder with metadata.csv and one row per example over `modalities`: a review (text), a red or blue square
+    (image), a low or high tone (audio), all saying the same class; each cell blank (missing) with chance `missing`,
+    never every cell of a row. Multi-label rows carry one or both classes; regression rows a number."""
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    t = np.arange(int(0.4 * sr)) / sr
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "sounds").mkdir(parents=True, exist_ok=True)
+    columns = {"text": "text", "image": "image_file_name", "audio": "audio_file_name"}
+    rows = []
+    for i in range(n):
+        pos = i % 2 == 0
+        cells: dict[str, str] = {}
+        if "text" in modalities:
+            word = rng.choice(POS if pos else NEG)
+            cells["text"] = f"the {rng.choice(THINGS)} was {word}, really {word}"
+        if "image" in modalities:
+            img = Image.new("RGB", (32, 32), tuple(rng.randint(150, 255) for _ in range(3)))
+            x, y, s = rng.randint(0, 12), rng.randint(0, 12), rng.randint(10, 20)
+            ImageDraw.Draw(img).rectangle([x, y, x + s, y + s], fill=(220, 30, 30) if pos else (30, 30, 220))
+            img.save(root / "images" / f"{i}.png")
+            cells["image_file_name"] = f"images/{i}.png"
+        if "audio" in modalities:
+            f = (1760.0 if pos else 220.0) * nrng.uniform(0.9, 1.1)
+            wave = 0.4 * np.sin(2 * np.pi * f * t) + 0.02 * nrng.standard_normal(t.size)
+            sf.write(root / "sounds" / f"{i}.wav", wave.astype(np.float32), sr)
+            cells["audio_file_name"] = f"sounds/{i}.wav"
+        gone = [c for c in cells if rng.random() < missing]
+        for c in gone[: len(cells) - 1]:
+            if c != "text":
+                (root / cells[c]).unlink()
+            cells[c] = ""
+        if task == "multi-label":
+            label = '["pos", "neg"]' if i % 3 == 0 else ('["pos"]' if pos else '["neg"]')
+        elif task == "regression":
+            label = f"{(10.0 if pos else -10.0) + rng.uniform(-1, 1):.3f}"
+        else:
+            label = "pos" if pos else "neg"
+        rows.append({**cells, "label": label})
+    with (root / "metadata.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=[columns[m] for m in modalities] + ["label"])
+        w.writeheader()
+        w.writerows(rows)
+    return root

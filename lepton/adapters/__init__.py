@@ -1,7 +1,7 @@
 """Adapters decide what trains. One file per method, each registered in ADAPTERS."""
 
 from lepton.adapters.base import ADAPTERS, Adapter, Classifier
-from lepton.adapters import (adalora, bitfit, dora, full, houlsby, ia3, linear_probe, loha, lokr, lora, lp_ft,  # noqa: F401
+from lepton.adapters import (adalora, bitfit, branches, dora, full, houlsby, ia3, linear_probe, loha, lokr, lora, lp_ft,  # noqa: F401
                              oft, partial, prefix, prompt)  # (registration)
 
 
@@ -21,12 +21,10 @@ def trainable_counts(spec, num_classes: int, only: dict[str, dict] | None = None
     only: {adapter: options} to count just these, with these options."""
     import copy
 
-    from lepton.heads import classification_head
-
     base = spec.build()
     out = {}
     for name, options in (only or {a: {} for a in spec.supports}).items():
-        model = get_adapter(name, options).wrap(copy.deepcopy(base), classification_head(spec.dim, max(num_classes, 2)))
+        model = get_adapter(name, options).wrap(copy.deepcopy(base), base.make_head("classification", max(num_classes, 2)))
         c = Adapter.count(model)
         out[name] = {"trainable": int(c["trainable"]), "total": int(c["total"]), "fraction": float(c["fraction"])}
     return out

@@ -102,7 +102,7 @@ class Adapter:
 
     def require_trainable(self, backbone: Backbone) -> None:
         if not backbone.trainable:
-            works = ", ".join(a for a in ADAPTERS if ADAPTERS.get(a).frozen)
+            works = ", ".join(a for a, cls in ADAPTERS.items() if cls.frozen and backbone.modality in cls.modalities)
             raise IncompatibleError(
                 f"backbone '{backbone.name}' cannot be trained (it is a frozen feature extractor, e.g. an ONNX graph), "
                 f"so the '{self.name}' adapter cannot wrap it; use one of: {works}"

@@ -15,6 +15,8 @@ class LinearProbe(Adapter):
     default_lr = 3e-3
     default_epochs = 40
     lr_range = (1e-3, 1e-1)
+    modalities = ("text", "image", "audio", "multimodal")  # on multimodal data: every branch frozen
+    archs = ("transformer", "cnn", "fused")
 
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         backbone.requires_grad_(False)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lepton.backbones import efficientnet, minilm, speech_embedding, tiny  # noqa: F401  (registration)
+from lepton.backbones import efficientnet, minilm, multimodal, speech_embedding, tiny  # noqa: F401  (registration)
 from lepton.backbones.base import BACKBONES, Backbone, BackboneSpec
 from lepton.backbones.hf import folder_spec, hub_spec, looks_like_hub_id
 from lepton.errors import IncompatibleError, RegistryError
@@ -60,6 +60,8 @@ def resolve_backbone(name_or_path: str, modality: str | None = None) -> Backbone
     name = str(name_or_path).strip()
     if modality == "auto":
         modality = None
+    if modality == "multimodal" or (modality is None and multimodal.is_multimodal_name(name)):
+        return multimodal.multimodal_spec(name)
     if not name:
         if modality is None:
             raise RegistryError("no backbone given and no modality to pick a default for; "

@@ -80,6 +80,15 @@ class Backbone(nn.Module):
         export folder, for runtimes outside Lepton; returns the file names. Nothing by default."""
         return []
 
+    # A fused backbone's branches, (modality, width) in the order its features list them; empty for one modality.
+    layout: list[tuple[str, int]] = []
+
+    def make_head(self, kind: str, width: int, fusion: str | None = None) -> nn.Module:
+        """The head on this backbone's features (lepton/heads.py); a fused backbone puts its fusion module first."""
+        from lepton.heads import build_head
+
+        return build_head(kind, self.dim, width)
+
     def collate_key(self, batch: dict[str, torch.Tensor]) -> int:
         """Length used for bucketing (text: tokens); 0 where it does not apply."""
         return 0

@@ -100,15 +100,29 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="*", help="files (image/audio/text) or literal text")
     p.add_argument("--batch", metavar="PATH", help="a CSV/TSV/JSONL, .txt, folder or .zip of inputs: one CSV row each")
     p.add_argument("--out", default="preds.csv", help="with --batch: the CSV to write (default preds.csv)")
+    for m in ("text", "image", "audio"):
+        p.add_argument(f"--{m}", metavar="TEXT" if m == "text" else "FILE",
+                       help=f"one row's {m} (multimodal runs: give the modalities you have, leave out the rest)")
 
 
 @command("predict", "Predict inputs with a finished run; one JSON line per input, or a CSV with --batch", _predict_args)
 def cmd_predict(args: argparse.Namespace) -> int:
     from lepton.predict import Predictor
 
-    if bool(args.inputs) == bool(args.batch):
-        raise DataError("give inputs, or --batch PATH (not both)")
+    given = {m: getattr(args, m) for m in ("text", "image", "audio") if getattr(args, m) is not None}
+    if sum(map(bool, (args.inputs, args.batch, given))) != 1:
+        raise DataError("give inputs, --batch PATH, or one row's --text/--image/--audio (one of the three)")
     pred = Predictor.load(args.run)
+    if given:
+        x = pred.row(given)
+        out = pred.predict(x)
+        out.pop("latency_ms")
+        without = pred.without(x)
+        print_json({"input": given, **out, **({"without": without} if without else {})})
+        return 0
+    if pred.modality == "multimodal" and not args.batch:
+        raise DataError(f"run '{pred.run_dir.name}' is multimodal ({', '.join(pred.modalities)}): give one row with "
+                        "--text/--image/--audio, or --batch with a metadata table")
     if args.batch:
         from lepton.batch import predict_batch
 

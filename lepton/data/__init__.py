@@ -5,11 +5,12 @@
     for ex in ds.examples("train"):     # Example(x, label, ref)
         item = ds.load(ex.x)            # str / RGB PIL.Image / (float32 mono wave, sample_rate)
 
-One file per modality (text.py, image.py, audio.py), each registered in MODALITIES.
+One file per modality (text.py, image.py, audio.py, and multimodal.py for rows holding several), each registered
+in MODALITIES.
 """
 
 from lepton.data.base import MODALITIES, SPLITS, Modality
-from lepton.data import text, image, audio  # noqa: F401,E402  (each registers its modality)
+from lepton.data import text, image, audio, multimodal  # noqa: F401,E402  (each registers its modality)
 from lepton.data.dataset import Dataset, Example, load_item
 from lepton.data.ingest import (
     IngestResult,

@@ -155,9 +155,16 @@ class Raw:
     path: Path | None = None
     file: str | None = None  # a table row's file and line, for messages about its label (a file's own ref says it)
     line: int | None = None
+    media: dict[str, Any] | None = None  # a multimodal row: {modality: text, Path or None (missing)}
 
     def bad(self, reason: Reason) -> Bad:
         return Bad(self.file or self.ref, reason, self.line)
+
+    def fields(self) -> dict[str, Any]:
+        """What items.jsonl stores for it: text as is, a Path as the stored copy's path (None: missing)."""
+        if self.media is not None:
+            return dict(self.media)
+        return {"text": self.text} if self.text is not None else {"file": self.path}
 
 
 @dataclass
@@ -170,6 +177,7 @@ class Collected:
     unit: str = "file"
     has_splits: bool = False
     columns: dict[str, str] | None = None
+    modalities: list[str] | None = None  # a multimodal upload's, in MODALITIES order
 
 
 @dataclass
@@ -196,8 +204,19 @@ class Modality:
         return entry.ext in cls.extensions
 
     @classmethod
+    def claims(cls, tree: Tree) -> bool:
+        """Whether the upload is this modality's whatever its files are (a multimodal metadata file); auto
+        detection asks this first, then counts the files each modality recognises."""
+        return False
+
+    @classmethod
     def collect(cls, tree: Tree, opts: Options) -> Collected:
         raise NotImplementedError
+
+    @classmethod
+    def stored(cls, rec: dict[str, Any], root: Path) -> Any:
+        """An items.jsonl record -> what `load` takes: the text, or the stored file's absolute path."""
+        return rec["text"] if "text" in rec else root / rec["file"]
 
     @classmethod
     def load(cls, x: Any) -> Any:

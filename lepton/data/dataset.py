@@ -13,7 +13,7 @@ from lepton.errors import DataError
 
 @dataclass(frozen=True)
 class Example:
-    x: Any  # the text (text) or the absolute Path of the stored file (image/audio)
+    x: Any  # the text (text), the absolute Path of the stored file (image/audio), or {modality: either or None}
     label: Any  # what the task makes of it: an index into Dataset.classes, a tuple of them, or a number
     ref: str  # short human name for reports: "line 12" or "cat/003.png"
 
@@ -44,6 +44,11 @@ class Dataset:
     @property
     def modality(self) -> str:
         return self.manifest["modality"]
+
+    @property
+    def modalities(self) -> list[str]:
+        """The modalities of an example: one, or those of a multimodal dataset's columns."""
+        return list(self.manifest.get("modalities") or [self.modality])
 
     @property
     def task(self) -> str:
@@ -96,7 +101,7 @@ class Dataset:
         for it in self._load_items():
             if it["split"] != s:
                 continue
-            x = it["text"] if "text" in it else self.root / it["file"]
+            x = MODALITIES.get(self.modality).stored(it, self.root)
             out.append(Example(x=x, label=target(it["label"], index), ref=it.get("ref", "")))
         return out
 

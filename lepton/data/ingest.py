@@ -139,6 +139,7 @@ def _ingest(
             "id": ds_id,
             "name": name or (src.stem if src.is_file() else src.name) or ds_id,
             "modality": mod.name,
+            "modalities": got.modalities or [mod.name],
             "task": kind.name,
             "content_hash": content_hash,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -325,6 +326,9 @@ def _pick_modality(tree: Tree, modality: str) -> type[Modality]:
         if modality not in MODALITIES:
             raise DataError(f"unknown modality '{modality}'; valid: auto, {', '.join(MODALITIES)}")
         return MODALITIES.get(modality)
+    claimed = [m for _, m in MODALITIES.items() if m.claims(tree)]
+    if claimed:
+        return claimed[0]
     counts = {n: sum(1 for e in tree.entries if m.recognises(e)) for n, m in MODALITIES.items()}
     best = max(counts.values())
     if best == 0:
@@ -553,28 +557,32 @@ def _write(build: Path, manifest: dict, examples: list[Raw], splits: list[str], 
     classes = task.classes([r.label for r in examples])
     counts = {s: {c: 0 for c in classes} for s in SPLITS}
     used: set[str] = set()
+    moved: dict[Path, Path] = {}
     total = 0
     with open(build / "items.jsonl", "w", encoding="utf-8") as f:
         for r, s in zip(examples, splits):
             for c in task.names(r.label):
                 counts[s][c] += 1
             rec: dict[str, Any] = {"split": s, "label": r.label, "ref": r.ref}
-            if r.text is not None:
-                rec["text"] = r.text
-            else:
-                assert r.path is not None
+            for key, value in r.fields().items():
+                if not isinstance(value, Path):  # a text, or a missing modality
+                    rec[key] = value
+                    continue
                 # A folder per label keeps the stored dataset browsable; a label that is no folder name is hashed.
                 named = SAFE_FOLDER.fullmatch(r.label) and r.label not in (".", "..")
                 folder = r.label if named else digest(r.label.encode("utf-8"))[:12]
-                rel = _unique(f"files/{s}/{folder}", r.path.name, used)
+                rel = _unique(f"files/{s}/{folder}", value.name, used)
                 dst = build / rel
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                if staging in r.path.parents:
-                    os.replace(r.path, dst)  # extracted from a zip: already ours, move it
+                if value in moved:  # a metadata file may name one file in several rows
+                    shutil.copyfile(moved[value], dst)
+                elif staging in value.parents:
+                    os.replace(value, dst)  # extracted from a zip: already ours, move it
+                    moved[value] = dst
                 else:
-                    shutil.copyfile(r.path, dst)  # the user's folder: copy verbatim, never touch it
+                    shutil.copyfile(value, dst)  # the user's folder: copy verbatim, never touch it
                 total += dst.stat().st_size
-                rec["file"] = rel
+                rec[key] = rel
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")
     total += (build / "items.jsonl").stat().st_size
     manifest.update(

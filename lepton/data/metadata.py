@@ -4,8 +4,8 @@ beside its files (the Hugging Face imagefolder / audiofolder convention), one ro
 
 Every row is checked and a bad one is named by its line: a missing or unsafe path, a file of the wrong kind,
 a missing label or an unknown split. Files the metadata does not list are left out, with a warning.
-The columns that describe several modalities at once (`text`, `image_file_name`, `audio_file_name`) need a
-fusion model and are refused with that reason.
+The columns that describe several modalities at once (`text`, `image_file_name`, `audio_file_name`) make the
+upload multimodal (lepton/data/multimodal.py reads it with the helpers here).
 """
 
 from __future__ import annotations
@@ -40,8 +40,52 @@ def find(tree: Tree) -> list[Entry]:
     return [e for e in found if len(e.parts) == depth]
 
 
-def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Options) -> Collected:
+def media_file(mod: type[FolderModality], name: object, base: tuple[str, ...], files: dict[tuple[str, ...], Entry],
+               listed: set[tuple[str, ...]]) -> tuple[Entry, bytes] | Reason:
+    """The upload's file a metadata cell names (relative to the metadata file), read and decoded by `mod`, or why
+    it cannot be used. Every file found is added to `listed`, usable or not."""
     from lepton.data.folder import EMPTY, too_large
+
+    if not isinstance(name, str) or not name.strip():
+        return NO_FILE
+    rel = PurePosixPath(name.strip())
+    if rel.is_absolute() or ".." in rel.parts or "\\" in name or ":" in rel.parts[0]:
+        return UNSAFE
+    entry = files.get(base + rel.parts)
+    if entry is None:
+        return MISSING
+    listed.add(entry.parts)
+    if not mod.recognises(entry):
+        return mod.not_mine()
+    if entry.size == 0:
+        return EMPTY
+    if entry.size > limit_bytes(FILE_LIMIT):
+        return too_large()
+    data = entry.path.read_bytes()
+    why = mod.check(data, entry)
+    if why is not None:
+        return mod.really(entry) if why == mod.corrupt() else why
+    return entry, data
+
+
+def row_split(given: object) -> str | None:
+    """A row's split: None when not given, "" when given but not one Lepton knows."""
+    if given in (None, ""):
+        return None
+    return (split_alias(given) if isinstance(given, str) else None) or ""
+
+
+def header_of(meta: Entry) -> list[str]:
+    """The columns of a metadata file, or [] when it cannot be read (collect then says why)."""
+    from lepton.data.text import _Problem, read_records
+
+    try:
+        return read_records(meta, "file_name", "label")[0]
+    except (_Problem, OSError, ValueError):
+        return []
+
+
+def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Options) -> Collected:
     from lepton.data.text import NO_LABEL, NOT_SCALAR, _Problem, norm_label, read_records
 
     out = Collected(unit="row")
@@ -58,8 +102,8 @@ def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Opt
     several = [c for c in header if c in MULTIMODAL]
     if several:
         out.problems.append(f"`{meta.rel}` has {quote_list(several)} columns, which describe several modalities in one "
-                            "example: that needs a fusion model, which Lepton does not train yet; keep one media "
-                            f"column named `file_name` for {mod.nouns} alone")
+                            f"example, but the modality was set to {mod.name}: leave it as auto (or choose multimodal), "
+                            f"or keep one media column named `file_name` for {mod.nouns} alone")
         return out
     unknown = [c for c in header if c not in COLUMNS]
     missing = [c for c in COLUMNS[:2] if c not in header]
@@ -77,38 +121,18 @@ def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Opt
         if opts.progress and (i % 25 == 0 or i == len(records) - 1):
             opts.progress((i + 1) / len(records), meta.rel)
         where = lambda reason: Bad(meta.rel, reason, line)  # noqa: E731
-        name = rec.get("file_name")
-        if not isinstance(name, str) or not name.strip():
-            out.bad.append(where(NO_FILE))
+        got = media_file(mod, rec.get("file_name"), base, files, listed)
+        if isinstance(got, Reason):
+            out.bad.append(where(got))
             continue
-        rel = PurePosixPath(name.strip())
-        if rel.is_absolute() or ".." in rel.parts or "\\" in name or ":" in rel.parts[0]:
-            out.bad.append(where(UNSAFE))
-            continue
-        entry = files.get(base + rel.parts)
-        if entry is None:
-            out.bad.append(where(MISSING))
-            continue
-        listed.add(entry.parts)
+        entry, data = got
         label = norm_label(rec.get("label"))
-        given = rec.get("split")
-        split = None if given in (None, "") else (split_alias(given) if isinstance(given, str) else None) or ""
+        split = row_split(rec.get("split"))
         if label is None or isinstance(label, Reason):
             out.bad.append(where(NO_LABEL if label is None else NOT_SCALAR))
         elif split == "":  # given, but not a split Lepton knows
             out.bad.append(where(BAD_SPLIT))
-        elif not mod.recognises(entry):
-            out.bad.append(where(mod.not_mine()))
-        elif entry.size == 0:
-            out.bad.append(where(EMPTY))
-        elif entry.size > limit_bytes(FILE_LIMIT):
-            out.bad.append(where(too_large()))
         else:
-            data = entry.path.read_bytes()
-            why = mod.check(data, entry)
-            if why is not None:
-                out.bad.append(where(mod.really(entry) if why == mod.corrupt() else why))
-                continue
             out.examples.append(Raw(label=label, ref=entry.rel, content_digest=digest(data), split=split,
                                     path=entry.path, file=meta.rel, line=line))
     out.has_splits = any(r.split for r in out.examples)

@@ -27,8 +27,10 @@ RESOLUTIONS = (96, 128, 160, 224)
 # The second recipe is for budgets too short for MIN_EPOCHS of the first: the top blocks train at about 70 % of
 # full fine-tuning's cost (stdlib-docs partial@1e-4 0.825). Added after the 3-minute comparison, where auto shipped
 # library-docs' probe after 12 s of a 180 s budget (2.8 epochs of full fit): the budget must be used.
+# multimodal: every branch frozen and a fusion head on their cached features (lepton/fusion), which trains in
+# seconds; `--adapter branches --adapter-option image=lora` fine-tunes a branch.
 RECIPES = {"text": (("full", 1e-4), ("partial", 1e-4)), "image": (("full", 1e-3), ("partial", 1e-3)),
-           "audio": (("full", 1e-4), ("partial", 1e-4))}
+           "audio": (("full", 1e-4), ("partial", 1e-4)), "multimodal": (("linear-probe", 3e-3),)}
 # Forward+backward cost of one training example in forward passes, per adapter (LoRA skips most weight grads).
 TRAIN_COST = {"full": 3.0, "partial": 2.2, "lora": 2.4}
 MIN_EPOCHS = 3.0  # fewer fitting epochs than this and fine-tuning rarely beats the probe it starts from
@@ -82,6 +84,8 @@ def training(config: Any, ctx: dict[str, Any], trainable: bool, window_s: float 
     """Adapter, lr, head start, augmentation and controller, once the probe has measured speed and score.
 
     ctx: what the policy's start features need (lepton.strategy.policy.start_features) plus image_size."""
+    from lepton.adapters import ADAPTERS
+
     out = Choices(config)
     changes: dict[str, Any] = {}
     auto = is_auto(config)
@@ -107,7 +111,11 @@ def training(config: Any, ctx: dict[str, Any], trainable: bool, window_s: float 
                            f"{ctx['budget_s'] or 0:.0f} s budget)")
         changes["controller"] = "policy"
     elif adapter is None:
-        if not trainable:
+        if ADAPTERS.get(RECIPES[modality][0][0]).frozen:
+            adapter = RECIPES[modality][0][0]
+            out.reasons.append(f"adapter {adapter}: {modality} data trains a head on the frozen backbone's cached "
+                               "features, which fits any budget")
+        elif not trainable:
             adapter = "linear-probe"
             out.reasons.append("adapter linear-probe: this backbone is a frozen feature extractor (it cannot train)")
         else:
@@ -131,8 +139,6 @@ def training(config: Any, ctx: dict[str, Any], trainable: bool, window_s: float 
                     out.reasons.append(f"learning rate {lr:g}: the {modality} recipe for {adapter} "
                                        "(chosen on the suite's development sets)")
     changes["adapter"] = adapter
-    from lepton.adapters import ADAPTERS
-
     frozen = ADAPTERS.get(adapter).frozen
     if config.head_init == "auto":
         changes["head_init"] = "random" if frozen else "probe"

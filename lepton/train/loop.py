@@ -30,6 +30,7 @@ from lepton.companions import COMPANIONS, best_weight, blend
 from lepton.adapters import ADAPTERS
 from lepton.config import RunConfig
 from lepton.data import Dataset, Example, check_path, ingest, load_dataset
+from lepton.fusion import modality_scores
 from lepton.errors import DataError, RunError
 from lepton.model import backbone_spec, build_backbone, check_supported, wrap
 from lepton.strategy import CONTROLLERS, auto
@@ -99,7 +100,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
         chosen = auto.inputs(config, ds.modality, len(train[0]), auto.native_side(ds, train[0]))
         config, reasons = chosen.config, chosen.reasons
     budget.seconds = config.max_minutes * 60 if config.max_minutes else None
-    spec = backbone_spec(config, ds.modality)
+    spec = backbone_spec(config, ds.modality, ds.modalities)
     backbone = build_backbone(spec, config.max_length, config.image_size)
     counts_total = sum(p.numel() for p in backbone.parameters()) + backbone.external_params
 
@@ -129,8 +130,8 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     for line in reasons:
         emit("log", level="info", message=f"auto: {line}")
     adapter_name = config.adapter
-    frozen = ADAPTERS.get(adapter_name).frozen
     adapter, model, head_kind = _build(backbone, spec, config, ds, task, probe, emit)
+    frozen = adapter.frozen  # what the wrapped model settled (a multimodal run's branches: frozen unless one trains)
     counts = adapter.count(model)
     augment = config.augment == "on" or (config.augment == "auto" and ds.modality in ("image", "audio"))
     augment = augment and not frozen  # cached features are computed once, unaugmented
@@ -407,6 +408,9 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
     after = pre["test"] if frozen and not config.from_run else (feats["test"] if frozen else tuned_feats)
     rep.update(baseline.extras(run_dir, task, (ds, train), (test_ds, test), probe_probs, probs, pre["test"], after,
                                config.seed, same=frozen and not config.from_run, emit=emit))
+    # A multimodal run: the same model with one modality present at a time (lepton/fusion), on the test split.
+    alone = (lambda f: probe.outputs(f.numpy())) if kept == "probe" else (lambda f: _head_outputs(model.head, task, f, device))
+    rep["modalities"] = modality_scores(backbone.layout, pre["test"] if kept == "probe" else after, alone, task, test[1])
 
     # ---- 11. Save: safetensors weights + what Predictor needs, and report.json ----
     if frozen and device.type == "cpu":
@@ -429,7 +433,9 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                "best_epoch": state["best_epoch"] if kept != "probe" else 0, "epochs_run": state["epoch"],
                "steps": state["step"], "train_seconds": round(state["train_s"], 3),
                "trainable_params": counts["trainable"], "total_params": counts["total"] or counts_total,
-               "stopped": stopped, "budget_seconds": budget.seconds, "image_size": config.image_size}
+               "stopped": stopped, "budget_seconds": budget.seconds, "image_size": config.image_size,
+               **({"modalities": {m: {k: x for k, x in v.items() if k != "loss"} for m, v in rep["modalities"].items()},
+                   "fusion": config.fusion} if rep["modalities"] else {})}
     rep.update(run_id=run_id, dataset=ds.id, dataset_name=ds.name, test_dataset=test_ds.id, split=test_name,
                test_dataset_name=test_ds.name, modality=ds.modality, backbone=spec.name, adapter=adapter_name,
                summary=summary)
@@ -492,7 +498,7 @@ def _build(backbone, spec, config: RunConfig, ds: Dataset, task: Task, probe, em
     probe_head = config.head_init == "probe" or ADAPTERS.get(config.adapter).head_init == "probe"
     head_kind = "probe" if probe_head else "classification"
     torch.manual_seed(config.seed)  # the head's init must not depend on how the backbone loaded
-    adapter, model = wrap(backbone, spec, config.adapter, config.adapter_options, task.width, head_kind)
+    adapter, model = wrap(backbone, spec, config.adapter, config.adapter_options, task.width, head_kind, config.fusion)
     model.update_bn_stats = config.bn_update
     if head_kind == "probe":
         model.head.load_probe(probe.mean, probe.scale, probe.coef, probe.intercept)
@@ -534,7 +540,7 @@ def _model_shipped(model, config: RunConfig, backbone_name: str, adapter_name: s
     """The fine-tuned model: its trained tensors (every tensor for a warm start, whose backbone differs everywhere)."""
     ship = transfer.saved_state(model) if config.from_run else _trainable_state(model)
     return ship, {"backbone": backbone_name, "adapter": adapter_name, "head": head_kind,
-                  "adapter_options": adapter.saved_options()}
+                  "adapter_options": adapter.saved_options(), "fusion": config.fusion}
 
 
 def _ship(model_dir: Path, weights: dict[str, torch.Tensor], meta: dict[str, Any], config: RunConfig, kept: str,
@@ -818,6 +824,14 @@ def _predict(fwd, batch_of, task: Task, split: str, n: int, bs: int, lengths: np
     inv = np.empty_like(order)
     inv[order] = np.arange(n)
     return probs[inv], (torch.cat(feats)[torch.from_numpy(inv)] if feats else None)
+
+
+@torch.no_grad()
+def _head_outputs(head: torch.nn.Module, task: Task, feats: torch.Tensor, device: torch.device) -> np.ndarray:
+    """The task's outputs of the head alone on stored features, in chunks."""
+    head.eval()
+    return torch.cat([task.decode(head(feats[i:i + 1024].to(device))).float().cpu()
+                      for i in range(0, len(feats), 1024)]).numpy() if len(feats) else np.zeros((0, task.width))
 
 
 @torch.no_grad()

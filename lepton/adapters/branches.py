@@ -1,0 +1,85 @@
+"""branches: a multimodal run's adapter, one single-modality adapter per branch.
+
+Each branch is wrapped exactly as a single-modality run would wrap that backbone (the adapter's own rules and
+errors), and the lifecycle hooks reach every branch's adapter. With every branch frozen (the default) the run is a
+fusion head trained on cached features; one training branch (say `image=lora`) makes the whole run train live.
+Branch adapters take their default options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from lepton.adapters.base import ADAPTERS, Adapter, Classifier
+from lepton.backbones.base import Backbone
+from lepton.config import StrictConfig, opt
+from lepton.errors import ConfigError
+
+
+@dataclass
+class BranchOptions(StrictConfig):
+    text: str = opt("linear-probe", "Adapter of the text branch (any the text backbone supports, e.g. lora)")
+    image: str = opt("linear-probe", "Adapter of the image branch (any the image backbone supports, e.g. lora)")
+    audio: str = opt("linear-probe", "Adapter of the audio branch (the offline speech encoder is frozen: linear-probe)")
+
+    def validate(self, source: str = "config") -> None:
+        super().validate(source)
+        for m in ("text", "image", "audio"):
+            name = getattr(self, m)
+            if name not in ADAPTERS or name == "branches" or ADAPTERS.get(name).head_init:
+                usable = [a for a in ADAPTERS if a != "branches" and not ADAPTERS.get(a).head_init]
+                raise ConfigError(f"{source}: {m}={name!r} is not an adapter a branch can take; use one of "
+                                  f"{', '.join(usable)}")
+
+
+@ADAPTERS.register("branches")
+class Branches(Adapter):
+    name = "branches"
+    description = ("One adapter per modality branch of a multimodal run (options text, image, audio); frozen "
+                   "branches use the feature cache, training ones run live")
+    when = "multimodal data where one modality deserves fine-tuning (e.g. image=lora) and the others stay frozen"
+    frozen = True  # the defaults freeze every branch; wrap() settles it for the branches the data has
+    default_lr = 3e-3
+    default_epochs = 40
+    Options = BranchOptions
+    modalities = ("multimodal",)
+    archs = ("fused",)
+
+    def __init__(self, options: StrictConfig | dict[str, Any] | None = None):
+        super().__init__(options)
+        self.parts: dict[str, tuple[Adapter, Classifier]] = {}
+
+    def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
+        from lepton.model import check_supported
+
+        for m, branch in list(backbone.branches.items()):
+            adapter = ADAPTERS.get(getattr(self.options, m))()
+            check_supported(backbone.specs[m], adapter.name)
+            wrapped = adapter.wrap(branch, nn.Identity())
+            backbone.branches[m] = wrapped.backbone
+            self.parts[m] = (adapter, wrapped)
+        live = [a for a, _ in self.parts.values() if not a.frozen]
+        # What the loop reads from its adapter, settled for these branches: frozen only when none trains.
+        self.frozen = not live
+        if live:
+            self.default_lr = min(a.default_lr for a in live)
+            self.default_epochs = max(a.default_epochs for a in live)
+        return Classifier(backbone, head)
+
+    def extra_loss(self, model: Classifier) -> torch.Tensor | float:
+        return sum((a.extra_loss(c) for a, c in self.parts.values()), 0.0)
+
+    def after_step(self, model: Classifier, step: int, progress: float) -> None:
+        for a, c in self.parts.values():
+            a.after_step(c, step, progress)
+
+    def extra_state(self) -> dict[str, Any]:
+        return {m: a.extra_state() for m, (a, _) in self.parts.items()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        for m, (a, _) in self.parts.items():
+            a.load_extra_state(state.get(m) or {})
