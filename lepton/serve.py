@@ -323,6 +323,7 @@ def pin_threads() -> int:
 
 def load(ref: str, onnx: bool = False, int8: bool = False) -> tuple[Any, float]:
     """(predictor, seconds it took): a run or safetensors export through Predictor, an ONNX folder through onnxruntime."""
+    from lepton.backbones.multimodal import check_one_modality
     from lepton.predict import Predictor
     from lepton.tasks.base import check_exclusive
 
@@ -335,6 +336,7 @@ def load(ref: str, onnx: bool = False, int8: bool = False) -> tuple[Any, float]:
         pin_threads()
         pred = Predictor.load(ref)
     check_exclusive(pred.task, "lepton serve", f"run '{pred.run_dir.name}'", "use `lepton predict` for this run")
+    check_one_modality(pred.modality, "lepton serve", f"run '{pred.run_dir.name}'", "use `lepton predict` for this run")
     return pred, time.perf_counter() - t0
 
 

@@ -21,14 +21,20 @@ PREFIX = "multimodal["
 ORDER = ("text", "image", "audio")  # branch order: the layout of the features, the fusion's tokens
 
 
+def check_one_modality(modality: str, what: str, subject: str, instead: str) -> None:
+    """One line for a feature that takes single-modality runs or data so far (export, serve, studies)."""
+    from lepton.errors import IncompatibleError
+
+    if modality == "multimodal":
+        raise IncompatibleError(f"{subject} is multimodal: {what} takes one modality for now; {instead}")
+
+
 def is_multimodal_name(name: str | None) -> bool:
     return bool(name) and (name.startswith(PREFIX) or "=" in name)
 
 
-def branch_names(name: str | None, modalities: list[str]) -> dict[str, str]:
-    """{modality: backbone name} from `image=x,text=y` or `multimodal[image=x,text=y]`; defaults fill the rest."""
-    from lepton.backbones import default_backbone
-
+def named(name: str | None) -> dict[str, str]:
+    """{modality: backbone name} as written: `image=x,text=y` or `multimodal[image=x,text=y]`."""
     given: dict[str, str] = {}
     body = (name or "").strip()
     if body.startswith(PREFIX) and body.endswith("]"):
@@ -37,8 +43,16 @@ def branch_names(name: str | None, modalities: list[str]) -> dict[str, str]:
         m, eq, backbone = part.partition("=")
         if not eq or not backbone.strip():
             raise RegistryError(f"backbone '{name}': a multimodal run names a backbone per modality as "
-                                "`modality=backbone`, separated by commas (e.g. `image=efficientnet-lite0,text=all-minilm-l6-v2`)")
+                                "`modality=backbone`, separated by commas (e.g. `image=efficientnet-lite0,text=minilm-l6`)")
         given[m.strip()] = backbone.strip()
+    return given
+
+
+def branch_names(name: str | None, modalities: list[str]) -> dict[str, str]:
+    """{modality: backbone name} for these modalities: the ones named, defaults for the rest."""
+    from lepton.backbones import default_backbone
+
+    given = named(name)
     stray = sorted(set(given) - set(modalities))
     if stray:
         raise RegistryError(f"backbone '{name}' names {', '.join(stray)}, which the data does not have; its modalities "
@@ -51,7 +65,7 @@ def multimodal_spec(name: str | None, modalities: list[str] | None = None) -> Ba
     from lepton.backbones import resolve_backbone
 
     if modalities is None:
-        modalities = list(branch_names(name, list(ORDER)))
+        modalities = [m for m in ORDER if m in named(name)]
     specs = {m: resolve_backbone(n, m) for m, n in branch_names(name, modalities).items()}
     if len(specs) < 2:
         raise RegistryError(f"backbone '{name}': a multimodal backbone needs two or more branches")

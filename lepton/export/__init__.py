@@ -70,6 +70,7 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, int8: bool 
     import torch
 
     from lepton.backbones import resolve_backbone
+    from lepton.backbones.multimodal import check_one_modality
     from lepton.export import card
     from lepton.predict import Predictor, is_export, resolve_run_dir
     from lepton.tasks.base import check_exclusive
@@ -81,6 +82,7 @@ def export(run: str | Path, fmt: str, out: str | Path | None = None, int8: bool 
         raise ExportError(f"'{run_dir}' is an exported folder already; export the run it came from instead")
     predictor = Predictor.load(run_dir)
     check_exclusive(predictor.task, "export", f"run '{run_dir.name}'", "use `lepton predict` for this run")
+    check_one_modality(predictor.modality, "export", f"run '{run_dir.name}'", "use `lepton predict` for this run")
     meta = dict(predictor.meta)
     spec = resolve_backbone(meta["backbone"], meta["modality"])
     if int8:

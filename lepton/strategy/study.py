@@ -314,6 +314,7 @@ def run_study(config: StudyConfig, emit: Emit = null_emit, *, study_id: str | No
 def validate(config: StudyConfig) -> tuple[RunConfig, Any]:
     """The checks `lepton train` makes, before a study row exists: the data (ingested, so a class with a single
     example fails with train's own message), the backbone, and a budget that holds at least one trial."""
+    from lepton.backbones.multimodal import check_one_modality
     from lepton.tasks import TASKS
     from lepton.tasks.base import check_exclusive
     from lepton.train import preflight
@@ -327,6 +328,7 @@ def validate(config: StudyConfig) -> tuple[RunConfig, Any]:
     preflight(base)
     ds = _dataset(config.data, base, config.task)
     check_exclusive(TASKS.get(ds.task), "a study", f"dataset '{ds.name}'", "train it with `lepton train`")
+    check_one_modality(ds.modality, "a study", f"dataset '{ds.name}'", "train it with `lepton train`")
     return dataclasses.replace(base, data=ds.id), ds
 
 

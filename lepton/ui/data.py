@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from lepton.ui import access, charts, common, task_views
+from lepton.ui import access, charts, common, modality_views, task_views
 
 TABLE_TYPES = (".csv", ".tsv", ".jsonl")
 UPLOAD_TYPES = ["csv", "tsv", "jsonl", "zip"]
@@ -105,12 +105,15 @@ def upload_section() -> None:
     st.markdown(
         "<span class='lp-muted'>Text: a <b>.csv</b>, <b>.tsv</b> or <b>.jsonl</b> file with a text and a label column. "
         "Images or audio: a <b>.zip</b> of <code>&lt;label&gt;/&lt;file&gt;</code> folders, or of files with a "
-        "<code>metadata.csv</code> (<code>file_name</code>, <code>label</code>, optional <code>split</code>). Optional "
+        "<code>metadata.csv</code> (<code>file_name</code>, <code>label</code>, optional <code>split</code>). Several "
+        "modalities at once: a <b>.zip</b> whose <code>metadata.csv</code> has two or three of <code>text</code>, "
+        "<code>image_file_name</code> and <code>audio_file_name</code> (a blank cell: that one is missing). Optional "
         "<code>train/</code>, <code>validation/</code>, <code>test/</code> top folders set the splits; otherwise "
         "Lepton splits them for you (stratified, fixed seed).</span>", unsafe_allow_html=True)
     nonce = st.session_state.setdefault("_upload_nonce", 0)
     upload = st.file_uploader("Dataset file", type=UPLOAD_TYPES, key=f"upload_{nonce}",
-                              help="CSV/TSV/JSONL for text; a .zip of label folders for images or audio")
+                              help="CSV/TSV/JSONL for text; a .zip of label folders for images or audio, or with a "
+                                   "metadata.csv for one or several modalities")
     if upload is None:
         return
     with common.guard("Could not read the upload"):
@@ -135,7 +138,8 @@ def upload_section() -> None:
                 with st.expander(f"First rows of {upload.name}"):
                     st.dataframe(df.head(8), hide_index=True, width="stretch")
             else:
-                st.markdown(f"**{upload.name}** ({common.fmt_bytes(upload.size)}): images or audio in label folders.")
+                st.markdown(f"**{upload.name}** ({common.fmt_bytes(upload.size)}): images or audio in label folders, "
+                            "or files named in a metadata file (one or several modalities).")
                 options["name"] = st.text_input("Name", value=Path(upload.name).stem, key=f"ds_name_{upload.file_id}")
                 options["task"] = task_picker(upload.file_id)
             go = st.button("Check and store dataset", type="primary", icon=":material/upload:", key="ingest",
@@ -268,7 +272,59 @@ def preview(manifest: dict) -> None:
                         key=f"dist_{manifest['id']}", config={"displayModeBar": False})
     validation_report(manifest)
     with common.guard("Could not load examples"):
-        samples(manifest)
+        if len(manifest.get("modalities") or []) > 1:
+            modality_presence(manifest)
+            rows_as_they_are(manifest)
+        else:
+            samples(manifest)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def presence(dataset_id: str) -> dict[str, tuple[int, int]]:
+    """{modality: (rows that have it, rows)} over every split of a multimodal dataset (its content never changes
+    under an id, so this is read once)."""
+    from lepton.data import load_dataset
+
+    ds = load_dataset(dataset_id)
+    xs = [ex.x for s in ds.splits for ex in ds.examples(s)]
+    return {m: (sum(x.get(m) is not None for x in xs), len(xs)) for m in ds.modalities}
+
+
+def modality_presence(manifest: dict) -> None:
+    """The dataset's modalities, and how many rows lack each (the model learns to predict without them)."""
+    counts = presence(manifest["id"])
+    st.markdown("**Modalities** <span class='lp-muted'>(each row holds some of them; a blank cell is a missing "
+                "one, which the fusion model learns to do without)</span>", unsafe_allow_html=True)
+    with st.container(key="modality_presence"):
+        cols = st.columns(max(len(counts), 3))
+        for col, (m, (have, n)) in zip(cols, counts.items()):
+            col.metric(f"{common.MODALITY_ICON.get(m, '')} {m}", f"{have:,} / {n:,} rows",
+                       help=f"Rows that have {m}: a row without it leaves the cell blank")
+            col.caption(f"missing in {n - have:,} row{'s' if n - have != 1 else ''}" if have < n else "in every row")
+
+
+def rows_as_they_are(manifest: dict, per_label: int = 3, most: int = 8) -> None:
+    """A few rows of a multimodal dataset side by side: the label, the text, an image thumbnail, an audio player."""
+    from lepton.data import load_dataset
+
+    ds = load_dataset(manifest["id"])
+    classes = list(manifest.get("classes") or [])
+    split = next((s for s in ("train", "val", "test") if (manifest.get("sizes") or {}).get(s)), "train")
+    truth = task_views.view_of(manifest.get("task")).truth
+    picked, seen = [], {}
+    for ex in ds.examples(split):
+        key = str(ex.label)  # a set of labels (multi-label) or a number (regression) counts as one kind of row
+        if seen.get(key, 0) < per_label and len(picked) < most:
+            seen[key] = seen.get(key, 0) + 1
+            picked.append(ex)
+    st.markdown(f"**Rows** <span class='lp-muted'>({len(picked)} of the {split} split as they are, up to {per_label} "
+                "per label)</span>",
+                unsafe_allow_html=True)
+    with st.container(key="multimodal_rows"):
+        modality_views.header(ds.modalities, lead="**label**")
+        for ex in picked:
+            with st.container(border=True):
+                modality_views.row(ds.modalities, ex.x, lead=f"**{truth(ex.label, classes)}**", note=ex.ref)
 
 
 def samples(manifest: dict, per_class: int | None = None) -> None:

@@ -19,7 +19,9 @@ from lepton.ui import data as data_ui
 CUSTOM = "__custom__"
 # Fields the page sets through its own widgets (dataset, backbone and adapter pickers, run name).
 EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "task", "backbone", "adapter", "name",
-            "adapter_options"}  # task: the picked dataset's, stored with it
+            "adapter_options", "fusion"}  # task: the picked dataset's, stored with it; fusion: beside the branches
+# Fields that mean something only when the data has that modality (the text branch of a multimodal run included).
+ONLY_FOR = {"max_length": "text"}
 GROUP_TITLES = {"model": "Model", "training": "Training", "system": "System"}
 
 
@@ -41,7 +43,15 @@ def adapters() -> dict[str, dict]:
     from lepton.adapters import ADAPTERS
 
     return {name: {"description": cls.description, "when": cls.when, "frozen": bool(cls.frozen),
-                   "default_lr": cls.default_lr, "default_epochs": cls.default_epochs} for name, cls in ADAPTERS.items()}
+                   "default_lr": cls.default_lr, "default_epochs": cls.default_epochs,
+                   "head_init": cls.head_init} for name, cls in ADAPTERS.items()}
+
+
+@st.cache_data(show_spinner=False)
+def fusions() -> dict[str, str]:
+    from lepton.fusion import FUSIONS
+
+    return {name: cls.description for name, cls in FUSIONS.items()}
 
 
 @st.cache_data(show_spinner=False, max_entries=16)
@@ -161,8 +171,10 @@ def controller_widget(f: dataclasses.Field, modality: str) -> str | None:
 SPECIAL_WIDGETS = {"from_run": from_run_widget, "controller": controller_widget}
 
 
-def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str, Any]:
-    """Widgets for every RunConfig field the page does not set itself, grouped as the metadata says."""
+def hyperparameters(modality: str, adapter: str, adapter_info: dict, modalities: list[str] | None = None) -> dict[str, Any]:
+    """Widgets for every RunConfig field the page does not set itself, grouped as the metadata says.
+    modalities: those of the data (several for a multimodal dataset); adapter "" draws no adapter options."""
+    modalities = modalities or [modality]
     hints = typing.get_type_hints(RunConfig)
     placeholders = {"epochs": adapter_info.get("default_epochs"), "lr": adapter_info.get("default_lr"),
                     "max_minutes": adapter_info.get("default_minutes")}
@@ -170,7 +182,7 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict) -> dict[str
     for f in dataclasses.fields(RunConfig):
         if f.name in EXPLICIT:
             continue
-        if f.name == "max_length" and modality != "text":
+        if f.name in ONLY_FOR and ONLY_FOR[f.name] not in modalities:
             continue
         groups.setdefault(f.metadata.get("group", "training"), []).append(f)
     values: dict[str, Any] = {}
@@ -235,7 +247,7 @@ def pick_dataset() -> dict | None:
     return by_id[chosen]
 
 
-def pick_backbone(modality: str) -> tuple[str, dict | None]:
+def pick_backbone(modality: str, title: str = "Backbone") -> tuple[str, dict | None]:
     specs = backbones(modality)
     options = [s["name"] for s in specs] + [CUSTOM]
     by_name = {s["name"]: s for s in specs}
@@ -250,7 +262,7 @@ def pick_backbone(modality: str) -> tuple[str, dict | None]:
     key = f"train_backbone_{modality}"
     if st.session_state.get(key) not in options:
         st.session_state[key] = options[0]
-    name = st.selectbox("Backbone", options, key=key, format_func=label,
+    name = st.selectbox(title, options, key=key, format_func=label,
                         help="The pretrained encoder. Bigger is usually more accurate and slower.")
     if name == CUSTOM:
         name = st.text_input("Model id or folder", key=f"train_custom_{modality}",
