@@ -272,3 +272,24 @@ def test_cli_predicts_one_row_a_batch_and_refuses_what_the_run_does_not_take(hom
         res = lepton(*args)
         assert res.returncode != 0 and message in res.stderr and "Traceback" not in res.stderr, (args, res.stderr)
     assert not list((home / "runs").glob("*/model/model.onnx"))
+
+
+def test_a_warm_start_from_a_multimodal_run_trains_a_branch_and_predicts(home, tmp_path):
+    data = write_multimodal(tmp_path / "mm", modalities=("text", "image"), n=24)
+    source = run(RunConfig(data=str(data), backbone="text=tiny-text,image=tiny-image", epochs=2, batch_size=8))
+    result = run(RunConfig(data=str(data), from_run=source["run_id"], adapter="branches",
+                           adapter_options={"image": "full"}, epochs=2, batch_size=8))
+    assert result["metrics"]["backbone"] == source["metrics"]["backbone"]
+    pred = Predictor.load(result["run_dir"])
+    image = next((data / "images").glob("*.png"))
+    assert pred.predict(pred.row({"image": str(image)}))["label"] in ("pos", "neg")
+
+
+@pytest.mark.integration
+def test_the_offline_defaults_make_every_branch_of_a_real_multimodal_run(home, tmp_path):
+    """No --backbone: MiniLM, EfficientNet-Lite0 and the speech encoder, real weights, frozen; the fused head learns."""
+    data = write_multimodal(tmp_path / "mm", n=40)
+    m = run(RunConfig(data=str(data), epochs=20, batch_size=8))["metrics"]
+    assert m["backbone"] == "multimodal[audio=speech-embedding,image=efficientnet-lite0,text=minilm-l6]"
+    assert m["adapter"] == "linear-probe" and m["macro_f1"] >= 0.75
+    assert set(m["modalities"]) == {"text", "image", "audio"}
