@@ -268,7 +268,8 @@ class StudyConfig(StrictConfig):
 
     data: str = opt("", "Dataset id, or a file/folder/.zip to ingest", group="data")
     test_data: str | None = opt(None, "Optional separate test set (id or path)", group="data")
-    task: str = opt("auto", "What a label is (as for train); studies take single-label data for now", group="data")
+    task: str = opt("auto", "What a label is (as for train): single-label, multi-label or regression; auto reads "
+                    "JSON-list labels as multi-label", group="data")
     strategy: Literal["rl", "tpe", "random"] = opt("rl", "Who proposes trials: the learned policy (rl), Optuna's TPE "
                                                    "with median pruning (tpe), or random search (random)", group="study")
     budget_minutes: float = opt(3.0, "Wall-clock budget for the whole study, every trial included", min=0.1, max=1440.0,

@@ -222,8 +222,14 @@ def test_cli_trains_predicts_and_refuses_what_is_single_label_only(home, tmp_pat
     for verb in (["export", rid, "--format", "safetensors"], ["serve", rid, "--port", "0"]):
         refused = _cli(env, *verb)
         assert refused.returncode == 2 and "is regression" in refused.stderr and "Traceback" not in refused.stderr
-    study = _cli(env, "tune", "--data", str(data), "--task", "regression", "--strategy", "random", "--budget-minutes", "3")
-    assert study.returncode == 2 and "a study takes single-label data for now" in study.stderr
+    # a study maximises the task's primary metric (R² here) and reports the best trial's test figures
+    study = _cli(env, "tune", "--data", str(data), "--task", "regression", "--backbone", "tiny-text", "--strategy",
+                 "random", "--budget-minutes", "0.6", "--max-trials", "1")
+    assert study.returncode == 0, study.stderr[-2000:]
+    out = json.loads(study.stdout.strip().splitlines()[-1])
+    assert out["best"]["primary"] == "r2" and np.isfinite(out["best"]["val_score"])
+    assert {"r2", "rmse", "mae"} <= set(out["test"]) and out["test"]["score"] == out["test"]["r2"]
+    assert "val r2" in study.stderr
 
 
 def test_every_task_has_a_dashboard_view():

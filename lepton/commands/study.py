@@ -25,7 +25,8 @@ class StudyProgress:
         if kind == "log":
             print(f"{d.get('level', 'info')}: {d['message']}", file=sys.stderr, flush=True)
         elif kind == "metrics" and d.get("split") == "val":
-            print(f"    epoch {d['epoch']:g}: val macro-F1 {d['values']['macro_f1']:.3f}", file=sys.stderr, flush=True)
+            shown = ", ".join(f"{k} {v:.3f}" for k, v in d["values"].items() if k != "loss")
+            print(f"    epoch {d['epoch']:g}: val {shown}", file=sys.stderr, flush=True)
 
 
 @command("tune", "Run a study (trials proposed by rl, tpe or random within a budget); the last stdout line is JSON",
@@ -44,7 +45,7 @@ def cmd_tune(args: argparse.Namespace) -> int:
     validate(config)  # bad data or names fail here, before a study row exists
     store = get_store()
     owner = cli_user().id
-    own_data(RunConfig(data=config.data, test_data=config.test_data, seed=config.seed), owner)
+    own_data(RunConfig(data=config.data, test_data=config.test_data, task=config.task, seed=config.seed), owner)
     if args.submit:
         from lepton.jobs import launcher
 
@@ -81,18 +82,20 @@ def cmd_studies(args: argparse.Namespace) -> int:
         test = (s.get("result") or {}).get("test") or {}
         rows.append({"id": s["id"], "name": s.get("name"), "strategy": s["strategy"], "status": s["status"],
                      "budget_minutes": s["config"].get("budget_minutes"), "trials": len(store.study_trials(s["id"])),
-                     "best_run": best.get("run_id"), "best_val_macro_f1": best.get("val_macro_f1"),
-                     "test_macro_f1": test.get("macro_f1"), "created": s["created"], "owner": s.get("owner")})
+                     "best_run": best.get("run_id"), "primary": best.get("primary", "macro_f1"),
+                     "best_val_score": best.get("val_score", best.get("val_macro_f1")),
+                     "test_score": test.get("score", test.get("macro_f1")), "created": s["created"], "owner": s.get("owner")})
     if args.json:
         print_json(rows)
         return 0
     if not rows:
         print("no studies yet; `lepton tune --data FILE --strategy rl --budget-minutes 3` runs one", file=sys.stderr)
         return 0
-    print(f"{'id':<24}{'strategy':<10}{'status':<12}{'budget':>7}{'trials':>7}  {'best run':<22}{'val F1':>7}{'test F1':>8}  created")
+    print(f"{'id':<24}{'strategy':<10}{'status':<12}{'budget':>7}{'trials':>7}  {'best run':<22}{'metric':<10}{'val':>7}"
+          f"{'test':>8}  created")
     for r in rows:
         f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"{r['id']:<24}{r['strategy']:<10}{r['status']:<12}{r['budget_minutes']:>6g}m{r['trials']:>7}  "
-              f"{r['best_run'] or '-':<22}{f(r['best_val_macro_f1']):>7}{f(r['test_macro_f1']):>8}  "
+              f"{r['best_run'] or '-':<22}{r['primary']:<10}{f(r['best_val_score']):>7}{f(r['test_score']):>8}  "
               f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(r['created']))}")
     return 0

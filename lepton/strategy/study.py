@@ -4,7 +4,7 @@ Each trial is an ordinary run (linked to its study in the store, so every page s
 own share of the budget. Strategies (`STUDIES`, one class each):
 - `random`: random search over the space below, with the median pruner;
 - `tpe`: Optuna's TPE sampler (multivariate, conditional space) with Optuna's median pruner, fed
-  each epoch's validation macro-F1;
+  each epoch's validation score (the task's primary metric: macro-F1, micro-F1 or R²);
 - `rl`: the learned policy (lepton/strategy/policy.py) picks the recipe and steers the run with the
   whole budget; if it stops early with time left, its next-best recipe gets the rest.
 The best trial is chosen on validation (the shipped model's score: a trial never ships worse than
@@ -32,6 +32,7 @@ from lepton.jobs.status import Status
 from lepton.registry import Registry
 from lepton.strategy.base import CONTROLLERS, Controller, Decision, EpochReport
 from lepton.strategy.fixed import Fixed
+from lepton.tasks import TASKS
 from lepton.train.budget import BudgetError
 from lepton.train.events import Emit, null_emit
 
@@ -244,8 +245,9 @@ def _plan(trial: dict) -> dict:
 
 
 def _val(trial: dict) -> float | None:
+    """The trial's validation score in its task's primary metric (what the study maximises)."""
     m = (trial.get("result") or {}).get("metrics") or {}
-    return m.get("best_val_macro_f1")
+    return m.get("best_val_score", m.get("best_val_macro_f1"))
 
 
 # ---------------------------------------------------------------- the driver
@@ -315,8 +317,6 @@ def validate(config: StudyConfig) -> tuple[RunConfig, Any]:
     """The checks `lepton train` makes, before a study row exists: the data (ingested, so a class with a single
     example fails with train's own message), the backbone, and a budget that holds at least one trial."""
     from lepton.backbones.multimodal import check_one_modality
-    from lepton.tasks import TASKS
-    from lepton.tasks.base import check_exclusive
     from lepton.train import preflight
     from lepton.train.loop import _dataset
 
@@ -327,7 +327,6 @@ def validate(config: StudyConfig) -> tuple[RunConfig, Any]:
                      seed=config.seed)
     preflight(base)
     ds = _dataset(config.data, base, config.task)
-    check_exclusive(TASKS.get(ds.task), "a study", f"dataset '{ds.name}'", "train it with `lepton train`")
     check_one_modality(ds.modality, "a study", f"dataset '{ds.name}'", "train it with `lepton train`")
     return dataclasses.replace(base, data=ds.id), ds
 
@@ -433,17 +432,21 @@ def summary(study_id: str, config: StudyConfig, trials: list[dict], seconds: flo
     if best:
         m = best["result"]["metrics"]
         keys = ("adapter", "lr", "image_size", "adapter_options", "controller", "max_minutes")
+        primary = m.get("primary", "macro_f1")
         out["best"] = {"run_id": best["run_id"], "config": {k: best["config"].get(k) for k in keys},
-                       "val_macro_f1": _val(best), "kept": m.get("kept")}
-        out["test"] = {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"]}
+                       "primary": primary, "val_score": _val(best), "kept": m.get("kept"),
+                       **({"val_macro_f1": _val(best)} if primary == "macro_f1" else {})}  # the name older readers use
+        out["test"] = {**{k: m[k] for k in TASKS.get(m.get("task", "single-label")).headline if k in m},
+                       "score": m.get(primary)}
     return out
 
 
 def _best_line(out: dict) -> str:
     if not out["best"]:
         return f"study {out['study_id']}: no trial finished"
+    name = out["best"]["primary"]
     return (f"study {out['study_id']}: best of {out['trials']} trials is {out['best']['run_id']} "
-            f"(val macro-F1 {out['best']['val_macro_f1']:.3f}); test macro-F1 {out['test']['macro_f1']:.3f}")
+            f"(val {name} {out['best']['val_score']:.3f}); test {name} {out['test']['score']:.3f}")
 
 
 def importance(trials: list[dict]) -> dict[str, float]:

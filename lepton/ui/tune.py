@@ -17,7 +17,7 @@ import streamlit as st
 
 from lepton.config import StudyConfig
 from lepton.errors import RunError
-from lepton.ui import access, charts, common
+from lepton.ui import access, charts, common, task_views
 from lepton.ui import data as data_ui
 
 LIVE_EVERY_S = 2.0
@@ -35,29 +35,30 @@ def trial_rows(trials: list[dict]) -> list[dict[str, Any]]:
             what = f"{m['adapter']} (policy's choice)"
         rows.append({"trial": t.get("trial"), "run": t["id"], "status": t["status"], "recipe": what,
                      "lr": cfg.get("lr"), "image size": m.get("image_size") or cfg.get("image_size"),
-                     "val macro-F1": m.get("best_val_macro_f1"), "test macro-F1": m.get("macro_f1"),
+                     "val score": m.get("best_val_score", m.get("best_val_macro_f1")),
+                     "test score": m.get(m.get("primary", "macro_f1")),
                      "kept": m.get("kept"), "pruned": bool((t.get("result") or {}).get("pruned")),
                      "seconds": (t.get("result") or {}).get("seconds"), "finished": t.get("finished")})
     return rows
 
 
 def best_so_far_figure(rows: list[dict], started: float | None) -> go.Figure:
-    """Best validation macro-F1 so far against the study's wall time."""
-    done = sorted((r for r in rows if r["val macro-F1"] is not None and r["finished"]), key=lambda r: r["finished"])
+    """Best validation score (the task's primary metric) so far against the study's wall time."""
+    done = sorted((r for r in rows if r["val score"] is not None and r["finished"]), key=lambda r: r["finished"])
     xs, ys, best = [], [], -math.inf
     for r in done:
-        best = max(best, r["val macro-F1"])
+        best = max(best, r["val score"])
         xs.append(r["finished"] - (started or done[0]["finished"]))
         ys.append(best)
-    fig = charts.curve({"best so far": (xs, ys)}, "Best validation macro-F1 so far", x_title="study time (s)",
-                       y_title="macro-F1", empty_note="no trial has finished yet")
+    fig = charts.curve({"best so far": (xs, ys)}, "Best validation score so far", x_title="study time (s)",
+                       y_title="the task's primary metric", empty_note="no trial has finished yet")
     fig.update_traces(line_shape="hv")
     return fig
 
 
 def parallel_figure(rows: list[dict]) -> go.Figure:
     """Parallel coordinates: each finished trial's configuration against its validation score."""
-    done = [r for r in rows if r["val macro-F1"] is not None]
+    done = [r for r in rows if r["val score"] is not None]
     fig = go.Figure()
     if len(done) < 2:
         return _empty(fig, "Configuration against score", "needs two finished trials", 320)
@@ -68,8 +69,8 @@ def parallel_figure(rows: list[dict]) -> go.Figure:
         dims.append(dict(label="log10 lr", values=[math.log10(r["lr"]) if r["lr"] else -3 for r in done]))
     if any(r["image size"] for r in done):
         dims.append(dict(label="image size", values=[r["image size"] or 0 for r in done]))
-    scores = [r["val macro-F1"] for r in done]
-    dims.append(dict(label="val macro-F1", values=scores, range=[min(scores) - 0.01, max(scores) + 0.01]))
+    scores = [r["val score"] for r in done]
+    dims.append(dict(label="val score", values=scores, range=[min(scores) - 0.01, max(scores) + 0.01]))
     fig.add_trace(go.Parcoords(line=dict(color=scores, colorscale="Viridis", showscale=True), dimensions=dims))
     return charts._layout(fig, "Configuration against score", 320, hovermode=False)
 
@@ -102,11 +103,17 @@ def strategies() -> dict[str, str]:
 def new_study() -> None:
     from lepton.ui.train import field_widget
 
-    manifests = access.datasets()
+    every = access.datasets()
+    # A study's trials take one modality for now (lepton/strategy/study.py refuses the rest): list only those.
+    manifests = [m for m in every if len(m.get("modalities") or [m.get("modality")]) < 2]
     if not manifests:
-        common.empty_state("A study needs a dataset. Add one on **Data**.", common.PAGE_DATA, "Add a dataset",
+        common.empty_state("A study needs a dataset of one modality. Add one on **Data**." if every else
+                           "A study needs a dataset. Add one on **Data**.", common.PAGE_DATA, "Add a dataset",
                            ":material/database:")
         return
+    if len(manifests) < len(every):
+        st.caption(f"{len(every) - len(manifests)} multimodal dataset(s) not listed: studies take one modality for "
+                   "now; train those on **Train**.")
     by_id = {m["id"]: m for m in manifests}
     ds = st.selectbox("Dataset", list(by_id), key="tune_dataset", format_func=lambda i: data_ui.describe(by_id[i]))
     names = strategies()
@@ -171,7 +178,8 @@ def pick_study() -> dict | None:
 
 
 def _label(s: dict) -> str:
-    best = ((s.get("result") or {}).get("best") or {}).get("val_macro_f1")
+    got = (s.get("result") or {}).get("best") or {}
+    best = got.get("val_score", got.get("val_macro_f1"))
     return (f"{s.get('name') or s['id']} · {s['strategy']} · {s['config'].get('budget_minutes'):g} min · {s['status']}"
             + (f" · best {best:.3f}" if best is not None else ""))
 
@@ -220,8 +228,9 @@ def header(study: dict, rows: list[dict]) -> None:
     with right:
         best = res.get("best")
         if best:
-            st.metric("Best trial (chosen on validation)", f"{best['val_macro_f1']:.3f} val",
-                      f"test macro-F1 {res['test']['macro_f1']:.3f}", delta_color="off")
+            name = task_views.title(best.get("primary", "macro_f1"))
+            st.metric("Best trial (chosen on validation)", f"{best.get('val_score', best.get('val_macro_f1')):.3f} val",
+                      f"test {name} {res['test'].get('score', res['test'].get('macro_f1')):.3f}", delta_color="off")
             b1, b2 = st.columns(2)
             if b1.button("Open best run", icon=":material/monitoring:", key=f"open_{study['id']}"):
                 st.switch_page(common.PAGE_RUNS, query_params={"run": best["run_id"]})
@@ -255,8 +264,8 @@ def table(rows: list[dict]) -> None:
     df = pd.DataFrame(rows).drop(columns=["finished"])
     st.dataframe(df, hide_index=True, use_container_width=True, column_config={
         "lr": st.column_config.NumberColumn(format="%.2e"),
-        "val macro-F1": st.column_config.NumberColumn(format="%.3f"),
-        "test macro-F1": st.column_config.NumberColumn(format="%.3f"),
+        "val score": st.column_config.NumberColumn(format="%.3f"),
+        "test score": st.column_config.NumberColumn(format="%.3f"),
         "seconds": st.column_config.NumberColumn(format="%.0f"),
         "run": st.column_config.TextColumn(help="Open it on the Runs page: ?run=ID"),
     })
