@@ -7,7 +7,8 @@ chooses. The head carries over too when both runs have the same classes in the s
 starts fresh otherwise. The loop calls `source_spec` and `load_head` in phase 3 and saves the full
 state (`saved_state`), so `Predictor.load` rebuilds a warm-started run from its own folder alone.
 
-Transfer matrix: rows = runs, columns = datasets, cells = macro-F1, from each run's own test
+Transfer matrix: rows = runs, columns = datasets, cells = the dataset's task's primary metric (macro-F1,
+micro-F1 or R²), from each run's own test
 report plus the evaluations stored by `lepton eval` (or the run page's button). Forgetting = how
 much a warm-started run lost on its source run's dataset: the source's own score there minus the
 warm-started run's score on the same split.
@@ -159,30 +160,43 @@ def evaluate_and_store(run: str, data: str, split: str | None = "auto", predicto
 def build_matrix(runs: list[dict[str, Any]], evaluations: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Pure: rows, columns, cells and forgetting from plain dicts.
 
-    runs: {id, name, dataset (own test dataset id), dataset_name, split, macro_f1, from_run}, oldest first.
-    evaluations: {run_id, dataset_id, split, metrics: {macro_f1, dataset_name}}, oldest first.
+    runs: {id, name, dataset (own test dataset id), dataset_name, split, score, metric, from_run}, oldest first;
+    metric is the task's primary metric (macro_f1 when absent, as runs before tasks had).
+    evaluations: {run_id, dataset_id, split, metrics: {task, its headline metrics, dataset_name}}, oldest first.
+    A cell holds {score, metric, source, split} (and macro_f1, the name older readers use, where that is the metric).
     A run's own test report fills its own cell; the newest evaluation fills any other (one on a
     held-out split beats one on all examples, which may include data the run trained on)."""
+    from lepton.tasks import TASKS
+
+    def cell(score: float, metric: str, source: str, split: str) -> dict[str, Any]:
+        return {"score": float(score), "metric": metric, "source": source, "split": split,
+                **({"macro_f1": float(score)} if metric == "macro_f1" else {})}
+
     by_id = {r["id"]: r for r in runs}
     cols: dict[str, str] = {}
+    metric_of: dict[str, str] = {}
     cells: dict[str, dict[str, dict[str, Any]]] = {r["id"]: {} for r in runs}
     for r in runs:
-        if r.get("dataset") and r.get("macro_f1") is not None:
+        score = r.get("score", r.get("macro_f1"))
+        if r.get("dataset") and score is not None:
             cols.setdefault(r["dataset"], r.get("dataset_name") or r["dataset"])
-            cells[r["id"]][r["dataset"]] = {"macro_f1": float(r["macro_f1"]), "source": "own test report",
-                                            "split": r.get("split") or "test"}
+            metric_of.setdefault(r["dataset"], r.get("metric") or "macro_f1")
+            cells[r["id"]][r["dataset"]] = cell(score, r.get("metric") or "macro_f1", "own test report",
+                                                r.get("split") or "test")
     for e in evaluations:
-        if e["run_id"] not in cells or e.get("metrics", {}).get("macro_f1") is None:
+        m = e.get("metrics", {})
+        metric = TASKS.get(m["task"]).primary if m.get("task") in TASKS else "macro_f1"
+        if e["run_id"] not in cells or m.get(metric) is None:
             continue
         ds = e["dataset_id"]
-        cols.setdefault(ds, e["metrics"].get("dataset_name") or ds)
+        cols.setdefault(ds, m.get("dataset_name") or ds)
+        metric_of.setdefault(ds, metric)
         old = cells[e["run_id"]].get(ds)
         if old and old["source"] == "own test report":
             continue
         if old and old["split"] != "all" and e.get("split") == "all":
             continue
-        cells[e["run_id"]][ds] = {"macro_f1": float(e["metrics"]["macro_f1"]), "source": "evaluation",
-                                  "split": e.get("split") or "all"}
+        cells[e["run_id"]][ds] = cell(m[metric], metric, "evaluation", e.get("split") or "all")
     forgetting: dict[str, dict[str, Any]] = {}
     for r in runs:
         src = by_id.get(r.get("from_run") or "")
@@ -193,12 +207,14 @@ def build_matrix(runs: list[dict[str, Any]], evaluations: Iterable[dict[str, Any
         usable = after is not None and after["split"] == (src.get("split") or "test")
         forgetting[r["id"]] = {
             "source_run": src["id"], "source_dataset": src["dataset"], "split": src.get("split") or "test",
-            "before": before["macro_f1"] if before else None,
-            "after": after["macro_f1"] if usable else None,
-            "forgetting": (before["macro_f1"] - after["macro_f1"]) if before and usable else None,
+            "metric": before["metric"] if before else None,
+            "before": before["score"] if before else None,
+            "after": after["score"] if usable else None,
+            "forgetting": (before["score"] - after["score"]) if before and usable else None,
         }
     return {"runs": [{k: r.get(k) for k in ("id", "name", "dataset", "dataset_name", "from_run")} for r in runs],
-            "datasets": _unique_names(cols), "cells": cells, "forgetting": forgetting}
+            "datasets": [{**c, "metric": metric_of[c["id"]]} for c in _unique_names(cols)], "cells": cells,
+            "forgetting": forgetting}
 
 
 def _unique_names(cols: dict[str, str]) -> list[dict[str, str]]:
@@ -229,7 +245,8 @@ def run_rows(run_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
                      "dataset": rep.get("test_dataset") or rep.get("dataset"),
                      # the column is the run's test set: named by its own file (a --test-data file), not the training one
                      "dataset_name": rep.get("test_dataset_name") or rep.get("dataset_name"), "split": rep.get("split"),
-                     "macro_f1": rep.get("macro_f1"), "from_run": from_run,
+                     "score": rep.get(rep.get("primary") or "macro_f1"), "metric": rep.get("primary") or "macro_f1",
+                     "from_run": from_run,
                      "owner": run.get("owner"), "shared": run.get("shared")})
     return rows
 

@@ -260,7 +260,20 @@ def test_export_refuses_with_one_line(home, tmp_path):
 def test_eval_scores_a_regression_run_on_another_file_of_its_task(home, tmp_path):
     from lepton.transfer import evaluate_and_store
 
-    rid = run(RunConfig(data=str(write_regression_csv(tmp_path / "p.csv")), task="regression", backbone="tiny-text",
-                        adapter="linear-probe", epochs=2))["run_id"]
+    from lepton.jobs.store import get_store
+
+    cfg = RunConfig(data=str(write_regression_csv(tmp_path / "p.csv")), task="regression", backbone="tiny-text",
+                    adapter="linear-probe", epochs=2)
+    rid = get_store().create_run(cfg, status="running")  # in the store, as `lepton train` puts it: the matrix reads it
+    run(cfg, run_id=rid, run_dir=Path(get_store().get_run(rid)["run_dir"]))
+    get_store().set_status(rid, "finished")
     rep = evaluate_and_store(rid, str(write_regression_csv(tmp_path / "q.csv", n=30, seed=1)))
     assert rep["task"] == "regression" and rep["n"] == 30 and {"r2", "rmse", "mae", "scatter"} <= set(rep)
+    # the transfer matrix scores a regression dataset's column by R²: the run's own test split and the evaluation
+    from lepton.transfer import transfer_matrix
+
+    m = transfer_matrix([rid])
+    assert {c["metric"] for c in m["datasets"]} == {"r2"} and len(m["datasets"]) == 2
+    cells = m["cells"][rid]
+    assert {c["source"] for c in cells.values()} == {"own test report", "evaluation"}
+    assert cells[rep["dataset"]]["score"] == pytest.approx(rep["r2"]) and "macro_f1" not in cells[rep["dataset"]]

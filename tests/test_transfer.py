@@ -206,8 +206,9 @@ def test_build_matrix_cells_and_forgetting():
 
     m = build_matrix(_runs(), [_ev("a", "D2", 0.5), _ev("b", "D1", 0.7), _ev("b", "D1", 0.75), _ev("x", "D1", 0.1)])
     assert [d["id"] for d in m["datasets"]] == ["D1", "D2"]
-    assert m["cells"]["a"] == {"D1": {"macro_f1": 0.9, "source": "own test report", "split": "test"},
-                               "D2": {"macro_f1": 0.5, "source": "evaluation", "split": "test"}}
+    assert m["cells"]["a"] == {
+        "D1": {"score": 0.9, "metric": "macro_f1", "macro_f1": 0.9, "source": "own test report", "split": "test"},
+        "D2": {"score": 0.5, "metric": "macro_f1", "macro_f1": 0.5, "source": "evaluation", "split": "test"}}
     assert m["cells"]["b"]["D1"]["macro_f1"] == 0.75  # the newest evaluation wins
     assert "D1" not in m["cells"]["c"]
     assert set(m["forgetting"]) == {"b"}
@@ -223,8 +224,8 @@ def test_build_matrix_rules():
     assert m["cells"]["c"]["D1"]["macro_f1"] == 0.4
     # Forgetting needs the source's split: an all-examples score (which may include its training data) is no use.
     m = build_matrix(_runs(), [_ev("b", "D1", 0.99, split="all")])
-    assert m["forgetting"]["b"] == {"source_run": "a", "source_dataset": "D1", "split": "test", "before": 0.9,
-                                    "after": None, "forgetting": None}
+    assert m["forgetting"]["b"] == {"source_run": "a", "source_dataset": "D1", "split": "test", "metric": "macro_f1",
+                                    "before": 0.9, "after": None, "forgetting": None}
 
 
 def test_runs_on_one_test_file_with_two_seeds_share_one_named_column(world):

@@ -66,9 +66,10 @@ def cmd_transfer(args: argparse.Namespace) -> int:
         for c in cols:
             cell = cells.get(c["id"])
             mark = "*" if cell and cell["source"] == "own test report" else " "
-            line += f"{'– ' if cell is None else format(cell['macro_f1'], '.3f') + mark:>{w}}"
+            line += f"{'– ' if cell is None else format(cell['score'], '.3f') + mark:>{w}}"
         print(line)
-    print("* the run's own test split; other cells are stored evaluations (`lepton eval RUN --data DATASET`)")
+    print("* the run's own test split; other cells are stored evaluations (`lepton eval RUN --data DATASET`); each "
+          "column's metric: " + ", ".join(f"{c['name']} {c['metric']}" for c in cols))
     for rid, f in m["forgetting"].items():
         if f["forgetting"] is None:
             print(f"forgetting of {names[rid]}: not measured yet (`lepton transfer --forgetting {rid}`)")

@@ -11,30 +11,33 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lepton.ui import access, charts, common
+from lepton.tasks import TASKS
+from lepton.ui import access, charts, common, task_views
 
 
 # ---------------------------------------------------------------- figure (pure)
 def matrix_figure(m: dict[str, Any]) -> go.Figure:
-    """Heatmap: rows = runs, columns = datasets, macro-F1 in each cell; ● marks a run's own test split."""
+    """Heatmap: rows = runs, columns = datasets, each cell the column's task's primary metric (macro-F1, micro-F1 or
+    R², named under the column when it is not macro-F1); ● marks a run's own test split."""
     runs, cols = m["runs"], m["datasets"]
     z, text = [], []
     for r in runs:
         cells = m["cells"].get(r["id"], {})
-        z.append([cells[c["id"]]["macro_f1"] if c["id"] in cells else None for c in cols])
-        text.append([(f"{cells[c['id']]['macro_f1']:.3f}" + (" ●" if cells[c["id"]]["source"] == "own test report" else ""))
+        z.append([cells[c["id"]]["score"] if c["id"] in cells else None for c in cols])
+        text.append([(f"{cells[c['id']]['score']:.3f}" + (" ●" if cells[c["id"]]["source"] == "own test report" else ""))
                      if c["id"] in cells else "–" for c in cols])
     names = {r["id"]: r["name"] or r["id"] for r in runs}
     ylabels = [names[r["id"]] + (f" (from {names.get(r['from_run'], r['from_run'])})" if r.get("from_run") else "")
                for r in runs]
-    xlabels = [c["name"] for c in cols]
+    xlabels = [c["name"] + ("" if c.get("metric", "macro_f1") == "macro_f1" else f" ({task_views.title(c['metric'])})")
+               for c in cols]
     # Cells sit at positions, and names are only tick labels: plotly merges category axes by label, so two
     # datasets (or runs) with the same name would share one column and shift the colours off their values.
     xs, ys = list(range(len(cols))), list(range(len(runs)))
     fig = go.Figure(go.Heatmap(z=z, x=xs, y=ys, text=text, texttemplate="%{text}", zmin=0, zmax=1,
                                customdata=[[[yl, xl] for xl in xlabels] for yl in ylabels],
                                colorscale=[[0, "#f5f6fa"], [1, charts.ACCENT]], showscale=False, xgap=2, ygap=2,
-                               hovertemplate="run %{customdata[0]}<br>dataset %{customdata[1]}<br>macro-F1 %{text}<extra></extra>"))
+                               hovertemplate="run %{customdata[0]}<br>dataset %{customdata[1]}<br>score %{text}<extra></extra>"))
     fig.update_xaxes(side="top", tickvals=xs, ticktext=xlabels, showgrid=False, zeroline=False)
     fig.update_yaxes(autorange="reversed", tickvals=ys, ticktext=ylabels, showgrid=False, zeroline=False)
     fig.update_layout(height=max(220, 80 + 44 * len(runs)), margin=dict(l=8, r=8, t=40, b=8), hovermode="closest")
@@ -85,7 +88,8 @@ def evaluate_form(run: dict, key: str) -> None:
     if bar.button("Evaluate and store", key=f"{key}_go", icon=":material/assignment_turned_in:"):
         with common.guard("Could not evaluate the run"), st.spinner("Evaluating…"):
             rep = evaluate(run["id"], ds_id)
-            common.flash("success", f"{by_id[ds_id].get('name') or ds_id}: macro-F1 {rep['macro_f1']:.3f} "
+            primary = TASKS.get(rep["task"]).primary
+            common.flash("success", f"{by_id[ds_id].get('name') or ds_id}: {task_views.title(primary)} {rep[primary]:.3f} "
                                     f"on {rep['n']} examples ({rep['split']}); stored.")
             st.rerun()
 
@@ -95,7 +99,7 @@ def forgetting_table(m: dict, key: str) -> None:
         return
     names = {r["id"]: r["name"] or r["id"] for r in m["runs"]}
     dnames = {d["id"]: d["name"] for d in m["datasets"]}
-    st.markdown("**Forgetting** <span class='lp-muted'>a warm-started run's macro-F1 on its source run's dataset, "
+    st.markdown("**Forgetting** <span class='lp-muted'>a warm-started run's score (its task's primary metric) on its source run's dataset, "
                 "before (the source run) and after learning the new data</span>", unsafe_allow_html=True)
     rows = [{"run": names.get(rid, rid), "source run": names.get(f["source_run"], f["source_run"]),
              "source dataset": dnames.get(f["source_dataset"], f["source_dataset"]), "before": f["before"],
@@ -136,7 +140,8 @@ def page() -> None:
             common.empty_state("No finished runs yet. Train one, then evaluate it on other datasets here.",
                                common.PAGE_TRAIN, "Train a model", ":material/model_training:")
             return
-        st.caption("Rows are runs, columns are datasets; each cell is macro-F1. ● = the run's own test split; "
+        st.caption("Rows are runs, columns are datasets; each cell is the dataset's primary metric (macro-F1 unless "
+                   "the column names another). ● = the run's own test split; "
                    "other cells are stored evaluations. A run marked (from …) was warm-started from another run (`--from`).")
         with st.container(key="tr-matrix"):
             st.plotly_chart(matrix_figure(m), key="tr_fig", config={"displayModeBar": False})
