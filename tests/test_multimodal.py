@@ -293,3 +293,15 @@ def test_the_offline_defaults_make_every_branch_of_a_real_multimodal_run(home, t
     assert m["backbone"] == "multimodal[audio=speech-embedding,image=efficientnet-lite0,text=minilm-l6]"
     assert m["adapter"] == "linear-probe" and m["macro_f1"] >= 0.75
     assert set(m["modalities"]) == {"text", "image", "audio"}
+
+
+def test_labels_of_mixed_kinds_are_named_unless_the_task_is_chosen(home, tmp_path):
+    root = write_multimodal(tmp_path / "mm", n=30, missing=0.0)
+    rows = _rows(root)
+    for i in range(0, 30, 3):
+        rows[i]["label"] = '["pos", "neg"]'
+    _rewrite(root, rows)
+    with pytest.raises(DataError, match=r"10 rows have labels of the other kind \(JSON lists among plain labels.*"
+                       r"`metadata.csv` lines 2, 5, 8"):
+        ingest(root)
+    assert ingest(root, task="multi-label").dataset.task == "multi-label"

@@ -35,6 +35,7 @@ from lepton.data.base import (
     Modality,
     Options,
     Raw,
+    Reason,
     Tree,
     describe_bad,
     digest,
@@ -373,6 +374,12 @@ def _unwrap(tree: Tree, mod: type[Modality]) -> None:
 # ---------------------------------------------------------------- 4. triage
 
 
+MIXED_LABELS = Reason("has a label of the other kind (a JSON list among plain labels, or a plain label among lists)",
+                      "have labels of the other kind (JSON lists among plain labels, or plain labels among lists)",
+                      "write every label as a JSON list for multi-label data (one label as [\"a\"]), or none; "
+                      "or choose the task (--task multi-label reads a plain label as a set of one)")
+
+
 def _labels(got: Collected, task: str) -> type[Task]:
     """The task (auto: multi-label when any label is a JSON list), with every example's label in its canonical
     form; a label the task cannot read makes its example a bad item."""
@@ -380,7 +387,13 @@ def _labels(got: Collected, task: str) -> type[Task]:
     from lepton.tasks.multi_label import is_json_list
 
     if task == "auto":
-        task = "multi-label" if any(is_json_list(r.label) for r in got.examples) else DEFAULT
+        lists = [is_json_list(r.label) for r in got.examples]
+        task = "multi-label" if any(lists) else DEFAULT
+        if any(lists) and not all(lists):  # labels of mixed types: the fewer kind are named, not read silently
+            minority = sum(lists) * 2 < len(lists)
+            got.bad += [r.bad(MIXED_LABELS) for r, is_list in zip(got.examples, lists) if is_list == minority]
+            got.examples = [r for r, is_list in zip(got.examples, lists) if is_list != minority]
+            task = DEFAULT if minority else task
     kind = TASKS.get(task)
     kept = []
     for r in got.examples:
