@@ -85,20 +85,31 @@ def header_of(meta: Entry) -> list[str]:
         return []
 
 
-def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Options) -> Collected:
-    from lepton.data.text import NO_LABEL, NOT_SCALAR, _Problem, norm_label, read_records
+def read_one(metas: list[Entry], out: Collected, column: str) -> tuple[Entry, list[str], list] | None:
+    """(the metadata file, its columns, its rows) of an upload's one metadata file, or None with the problem in
+    `out`; the rows seen and the unreadable ones go into `out` too. column: one it should have (for the delimiter)."""
+    from lepton.data.text import _Problem, read_records
 
-    out = Collected(unit="row")
     if len(metas) > 1:
         out.problems.append(f"it has {len(metas)} metadata files ({quote_list([m.rel for m in metas])}): keep one")
-        return out
-    meta = metas[0]
+        return None
     try:
-        header, records, bad, seen = read_records(meta, "file_name", "label")
+        header, records, bad, seen = read_records(metas[0], column, "label")
     except _Problem as p:
         out.problems.append(str(p))
-        return out
+        return None
     out.units, out.bad = seen, list(bad)
+    return metas[0], header, records
+
+
+def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Options) -> Collected:
+    from lepton.data.text import NO_LABEL, NOT_SCALAR, norm_label
+
+    out = Collected(unit="row")
+    table = read_one(metas, out, "file_name")
+    if table is None:
+        return out
+    meta, header, records = table
     several = [c for c in header if c in MULTIMODAL]
     if several:
         out.problems.append(f"`{meta.rel}` has {quote_list(several)} columns, which describe several modalities in one "

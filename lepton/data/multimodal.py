@@ -47,22 +47,18 @@ class Multimodal(Modality):
 
     @classmethod
     def collect(cls, tree: Tree, opts: Options) -> Collected:
-        from lepton.data.text import NO_LABEL, NOT_SCALAR, _Problem, norm_label, norm_text, read_records
+        from lepton.data.text import NO_LABEL, NOT_SCALAR, norm_label, norm_text
 
         out = Collected(unit="row")
         metas = metadata.find(tree)
-        if len(metas) != 1:
-            out.problems.append(f"it has {len(metas)} metadata files ({quote_list([m.rel for m in metas])}): keep one"
-                                if metas else "multimodal data needs a metadata.csv or metadata.jsonl with two or more "
-                                f"of the columns {quote_list(list(COLUMNS.values()))}, plus `label`")
+        if not metas:
+            out.problems.append("multimodal data needs a metadata.csv or metadata.jsonl with two or more of the columns "
+                                f"{quote_list(list(COLUMNS.values()))}, plus `label`")
             return out
-        meta = metas[0]
-        try:
-            header, records, bad, seen = read_records(meta, "text", "label")
-        except _Problem as p:
-            out.problems.append(str(p))
+        table = metadata.read_one(metas, out, "text")
+        if table is None:
             return out
-        out.units, out.bad = seen, list(bad)
+        meta, header, records = table
         mods = _columns(header)
         unknown = [c for c in header if c not in COLUMNS.values() and c not in OTHER]
         if len(mods) < 2 or unknown or "label" not in header:
