@@ -279,3 +279,32 @@ def test_a_study_survives_its_worker_being_killed(job_home, tmp_path, spawn_work
     assert all(t["status"] in ("finished", "failed", "interrupted") for t in trials)
     assert len({t["trial"] for t in trials}) == len(trials) <= 3  # no trial twice
     assert (store.get_study(study_id)["result"] or {}).get("best")
+
+
+def test_the_rl_study_goes_on_to_registry_adapters_the_policy_never_ranked():
+    """After the policy's own recipes, the rl study proposes the registry's other adapters that fit the backbone."""
+    from lepton.adapters import ADAPTERS
+    from lepton.backbones import resolve_backbone
+    from lepton.config import StudyConfig
+    from lepton.strategy.policy import START_ACTIONS
+    from lepton.strategy.study import STUDIES
+
+    supports = list(resolve_backbone("tiny-text").supports)
+    study = STUDIES.get("rl")(StudyConfig(data="x"), "text", supports)
+    ctx = {"modality": "text", "n_train": 200, "n_val": 40, "num_classes": 4, "imbalance": 1.0, "budget_s": 180.0,
+           "probe_val_f1": 0.6, "probe_seconds": 5.0, "forward_rate": 200.0}
+    own = [i for i, a in enumerate(START_ACTIONS) if a["modality"] == "text"]
+    # what told() reads from the trials' plan.json: every text recipe of the policy already used
+    study.plans = [{"start_action": i, "ctx": ctx, "config": {"adapter": START_ACTIONS[i]["adapter"]}} for i in own]
+    seen = []
+    for n in range(len(own), len(own) + 30):
+        p = study.propose(n, 600.0)
+        if p is None:
+            break
+        seen.append(p.overrides["adapter"])
+        study.plans.append({"config": {"adapter": p.overrides["adapter"]}})
+        lo, hi = ADAPTERS.get(p.overrides["adapter"]).lr_range
+        assert lo <= p.overrides["lr"] <= hi and p.overrides["controller"] == "fixed"
+    trained = {START_ACTIONS[i]["adapter"] for i in own}
+    assert set(seen) == {a for a in supports if not ADAPTERS.get(a).frozen} - trained
+    assert "houlsby" in seen and "bitfit" in seen  # adapters the shipped policy was never trained on

@@ -206,10 +206,10 @@ class PolicyStudy(Strategy):
         done = {p.get("start_action") for p in self.plans}
         ctx = next((p["ctx"] for p in self.plans if p.get("ctx")), None)
         # Later trials: the recipes the policy ranked next, which earlier trials did not use.
-        ranked = [i for i in _policy_ranking(ctx, self.trainable) if i not in done
+        ranked = [i for i in _policy_ranking(ctx, self.trainable, self.supports) if i not in done
                   and START_ACTIONS[i]["adapter"] != "linear-probe"]
         if not ranked:
-            return None
+            return self._unranked()
         a = START_ACTIONS[ranked[0]]
         o = {"adapter": a["adapter"], "lr": a.get("lr"), "controller": "policy",
              "adapter_options": {"k": a["depth"]} if "depth" in a else {}}
@@ -217,20 +217,34 @@ class PolicyStudy(Strategy):
             o["image_size"] = a["res"]
         return Proposal(o, params={"action": ranked[0]}, note="the policy's next-ranked recipe")
 
+    def _unranked(self) -> Proposal | None:
+        """Once the policy's own recipes are used up: the adapters of the registry that fit the backbone and no trial
+        has tried (the policy was trained on fewer; a new adapter joins the study by being registered), each at the
+        middle of its learning-rate range under the fixed schedule (the policy's epoch decisions know only its own)."""
+        tried = {(p.get("config") or {}).get("adapter") for p in self.plans}
+        fresh = [a for a in self.supports if a not in tried and not ADAPTERS.get(a).frozen]
+        if not fresh:
+            return None
+        lo, hi = ADAPTERS.get(fresh[0]).lr_range
+        return Proposal({"adapter": fresh[0], "lr": math.sqrt(lo * hi), "controller": "fixed"}, params={},
+                        note="an adapter from the registry the policy has not ranked")
 
-def _policy_ranking(ctx: dict | None, trainable: bool) -> list[int]:
-    """START_ACTIONS ranked by the policy for a start context, best first."""
+
+def _policy_ranking(ctx: dict | None, trainable: bool, supports: list[str]) -> list[int]:
+    """START_ACTIONS ranked by the policy for a start context, best first; only recipes whose adapter the backbone
+    supports (the registry's say)."""
     import numpy as np
     import torch
 
-    from lepton.strategy.policy import load_policy, start_features, start_mask
+    from lepton.strategy.policy import START_ACTIONS, load_policy, start_features, start_mask
 
     if ctx is None:
         return []
     net, _ = load_policy()
     with torch.no_grad():
         logits = net.masked(net.start(torch.from_numpy(start_features(ctx))), start_mask(ctx["modality"], trainable))
-    return [int(i) for i in np.argsort(-logits.numpy()) if start_mask(ctx["modality"], trainable)[i]]
+    mask = start_mask(ctx["modality"], trainable)
+    return [int(i) for i in np.argsort(-logits.numpy()) if mask[i] and START_ACTIONS[i]["adapter"] in supports]
 
 
 def _plan(trial: dict) -> dict:
