@@ -8,7 +8,7 @@ BENCH_STAMP := $(VENV)/.bench-$(shell cat requirements-bench.txt | cksum | cut -
 EXTRAS_STAMP := $(VENV)/.extras-$(shell cat requirements-extras.txt | cksum | cut -d' ' -f1)
 PORT   ?= 8501
 
-.PHONY: setup extras run test test-fast e2e bench suite quality clean-venv
+.PHONY: setup extras run test test-fast e2e bench suite quality fusion clean-venv
 
 setup: $(STAMP)
 
@@ -54,6 +54,11 @@ $(BENCH_STAMP): requirements-bench.txt $(STAMP)
 suite: setup $(BENCH_STAMP)
 	@scripts/ensure_bench_deps.sh
 	$(PY) benchmarks/suite/build.py
+
+# Fusion of two weak modalities (rendered and spoken letters) against each alone, 3 seeds (about 10 minutes).
+fusion: setup $(BENCH_STAMP)
+	@scripts/ensure_bench_deps.sh
+	$(PY) benchmarks/fusion.py
 
 # Lepton's default (auto, 3-minute budget) against the classical baselines on the suite, 3 seeds (about an hour).
 quality: suite

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from lepton import filetypes, paths
 from lepton.backbones import resolve_backbone
+from lepton.backbones.multimodal import ORDER, named
 from lepton.data import load_item
 from lepton.errors import DataError, RunError
 from lepton.companions import blend
@@ -150,8 +151,9 @@ class Predictor:
         self.classes: list[str] = meta["classes"]
         self.modality: str = meta["modality"]
         self.task = task_of(meta.get("task", "single-label"), self.classes, meta.get("task_state"))
-        # A multimodal run's branches; one modality otherwise.
-        self.modalities: list[str] = [m for m, _ in model.backbone.layout] or [self.modality]
+        # A multimodal run's branches (from its backbone's name: an ONNX predictor has no torch model); one otherwise.
+        self.modalities: list[str] = ([m for m in ORDER if m in named(meta["backbone"])]
+                                      if self.modality == "multimodal" else [self.modality])
 
     @classmethod
     def load(cls, run: str | Path) -> "Predictor":

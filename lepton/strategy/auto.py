@@ -65,7 +65,7 @@ def inputs(config: Any, modality: str, n_train: int, native_side: int | None) ->
         changes["max_minutes"] = default_minutes(n_train, modality)
         out.reasons.append(f"budget {changes['max_minutes']:g} min: none given; 1 minute per 500 training examples "
                            f"plus 1 ({n_train} here), at most 10")
-    if modality == "image" and config.image_size is None and native_side:
+    if config.image_size is None and native_side:  # images, alone or as a multimodal branch
         size = next((r for r in RESOLUTIONS if r >= native_side * 1.5), RESOLUTIONS[-1])
         changes["image_size"] = size
         out.reasons.append(f"resolution {size}px: the images are about {native_side}px; upscaling past 1.5x adds "
@@ -162,15 +162,18 @@ def epochs_that_fit(window_s: float | None, forward_rate: float | None, n_train:
 
 
 def native_side(ds: Any, exs: list, k: int = 64) -> int | None:
-    """Median shorter side of up to k training images (headers only), or None for other modalities."""
-    if ds.modality != "image" or not exs:
+    """Median shorter side of up to k training images (headers only; a multimodal dataset's image branch), or None
+    for data without images."""
+    if "image" not in ds.modalities or not exs:
         return None
     from PIL import Image
 
+    paths = [e.x.get("image") if isinstance(e.x, dict) else e.x for e in exs]  # stored file paths (None: missing)
+    paths = [p for p in paths if p is not None]
     sides = []
-    for e in exs[:: max(1, len(exs) // k)][:k]:
+    for p in paths[:: max(1, len(paths) // k)][:k]:
         try:
-            with Image.open(e.x) as im:  # image examples are stored file paths
+            with Image.open(p) as im:
                 sides.append(min(im.size))
         except (OSError, ValueError):
             continue
