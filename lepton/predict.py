@@ -201,13 +201,13 @@ class Predictor:
         return self.predict_batch([x])[0]
 
     def row(self, given: dict[str, Any]) -> Any:
-        """One input from {modality: text or file path}: the run's own modality's value, or a multimodal row
-        with the modalities not given missing."""
+        """One input from {modality: text, a file path, or anything the modality loads (uploaded bytes, an image)}:
+        the run's own modality's value, or a multimodal row with the modalities not given missing."""
         wrong = sorted(set(given) - set(self.modalities))
         if wrong or (self.modality != "multimodal" and len(given) != 1):
             raise DataError(f"run '{self.run_dir.name}' takes {', '.join(self.modalities)}, not "
                             f"{', '.join(wrong or sorted(given))}: give --" + " / --".join(self.modalities))
-        x = {m: v if m == "text" else Path(v) for m, v in given.items()}
+        x = {m: Path(v) if m != "text" and isinstance(v, str) else v for m, v in given.items()}
         return {m: x.get(m) for m in self.modalities} if self.modality == "multimodal" else x[self.modality]
 
     def without(self, x: Any) -> dict[str, dict[str, Any]]:

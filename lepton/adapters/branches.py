@@ -30,10 +30,9 @@ class BranchOptions(StrictConfig):
         super().validate(source)
         for m in ("text", "image", "audio"):
             name = getattr(self, m)
-            if name not in ADAPTERS or name == "branches" or ADAPTERS.get(name).head_init:
-                usable = [a for a in ADAPTERS if a != "branches" and not ADAPTERS.get(a).head_init]
+            if not Branches.takes(name):
                 raise ConfigError(f"{source}: {m}={name!r} is not an adapter a branch can take; use one of "
-                                  f"{', '.join(usable)}")
+                                  f"{', '.join(Branches.usable(list(ADAPTERS)))}")
 
 
 @ADAPTERS.register("branches")
@@ -53,6 +52,27 @@ class Branches(Adapter):
         super().__init__(options)
         self.parts: dict[str, tuple[Adapter, Classifier]] = {}
 
+    @staticmethod
+    def takes(name: str) -> bool:
+        """Whether a branch can take this adapter: any single-modality one, except one whose head starts from the
+        probe (LP-FT): a fused model has one head, behind the fusion module, not one per branch."""
+        return name in ADAPTERS and name != "branches" and not ADAPTERS.get(name).head_init
+
+    @classmethod
+    def usable(cls, supports: list[str]) -> list[str]:
+        """Of the adapters a branch's backbone supports, the ones a branch can take."""
+        return [a for a in supports if cls.takes(a)]
+
+    @classmethod
+    def settled(cls, names: list[str]) -> dict[str, Any]:
+        """frozen, default_lr and default_epochs of a run whose branches take these adapters: frozen only when none
+        trains; then the lowest learning rate and the most epochs among the ones that train."""
+        live = [ADAPTERS.get(n) for n in names if not ADAPTERS.get(n).frozen]
+        if not live:
+            return {"frozen": True, "default_lr": cls.default_lr, "default_epochs": cls.default_epochs}
+        return {"frozen": False, "default_lr": min(a.default_lr for a in live),
+                "default_epochs": max(a.default_epochs for a in live)}
+
     def wrap(self, backbone: Backbone, head: nn.Module) -> Classifier:
         from lepton.model import check_supported
 
@@ -62,12 +82,9 @@ class Branches(Adapter):
             wrapped = adapter.wrap(branch, nn.Identity())
             backbone.branches[m] = wrapped.backbone
             self.parts[m] = (adapter, wrapped)
-        live = [a for a, _ in self.parts.values() if not a.frozen]
-        # What the loop reads from its adapter, settled for these branches: frozen only when none trains.
-        self.frozen = not live
-        if live:
-            self.default_lr = min(a.default_lr for a in live)
-            self.default_epochs = max(a.default_epochs for a in live)
+        # What the loop reads from its adapter, settled for the branches this data has.
+        for k, v in self.settled([a.name for a, _ in self.parts.values()]).items():
+            setattr(self, k, v)
         return Classifier(backbone, head)
 
     def extra_loss(self, model: Classifier) -> torch.Tensor | float:

@@ -435,7 +435,7 @@ def _train(config: RunConfig, emit: Emit, run_id: str, run_dir: Path, resume: bo
                "trainable_params": counts["trainable"], "total_params": counts["total"] or counts_total,
                "stopped": stopped, "budget_seconds": budget.seconds, "image_size": config.image_size,
                **({"modalities": {m: {k: x for k, x in v.items() if k != "loss"} for m, v in rep["modalities"].items()},
-                   "fusion": config.fusion} if rep["modalities"] else {})}
+                   "fusion": config.fusion if kept != "probe" else None} if rep["modalities"] else {})}
     rep.update(run_id=run_id, dataset=ds.id, dataset_name=ds.name, test_dataset=test_ds.id, split=test_name,
                test_dataset_name=test_ds.name, modality=ds.modality, backbone=spec.name, adapter=adapter_name,
                summary=summary)

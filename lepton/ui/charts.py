@@ -152,3 +152,22 @@ def threshold_explorer(curves: dict[str, list[float]], thresholds: list[float], 
     fig.add_vline(x=chosen, line=dict(color="#e5484d", dash="dash"),
                   annotation_text=f"tuned {chosen:.2f}", annotation_position="bottom right")
     return fig
+
+
+def compare_bars(values: dict[str, float], title: str | None, x_title: str, share: bool = False,
+                 height: int | None = None) -> go.Figure:
+    """Horizontal bars, the first (the reference: the fused model, every input) on top in the accent colour and
+    the rest lighter: a multimodal run against each modality alone, or a prediction without each input.
+    share: values are probabilities (0-1, shown as %); otherwise scores such as F1 or R² (which can go below 0)."""
+    items = list(values.items())[::-1]  # plotly draws the first bar at the bottom
+    xs = [v for _, v in items]
+    fig = go.Figure(go.Bar(
+        x=xs, y=[k for k, _ in items], orientation="h",
+        marker_color=[ACCENT if i == len(items) - 1 else "#c7c8f2" for i in range(len(items))],
+        text=[f"{v:.1%}" if share else f"{v:.3f}" for v in xs], textposition="auto",
+        hovertemplate="%{y}: %{x:" + (".1%" if share else ".3f") + "}<extra></extra>"))
+    low = min(xs, default=0.0)
+    fig.update_xaxes(range=[min(0.0, low * 1.1), 1.0 if share or max(xs, default=0) <= 1 else max(xs) * 1.1],
+                     tickformat=".0%" if share else None, title_text=x_title)
+    fig.update_yaxes(type="category")
+    return _layout(fig, title, height or max(160, 60 + 34 * len(items)), hovermode="closest", showlegend=False)

@@ -76,6 +76,10 @@ def page() -> None:
         st.info(f"This is a {task.name} run. Export checks an export against the run's class probabilities, so it takes "
                 "single-label runs for now; try this one in the Playground or with `lepton predict`.")
         return
+    if ((run.get("result") or {}).get("metrics") or {}).get("modalities"):
+        st.info("This is a multimodal run. Export takes single-modality runs for now; try this one in the Playground "
+                "or with `lepton predict RUN --text … --image … --audio …`.")
+        return
     fmts = {f["name"]: f for f in formats()}
     fmt = st.radio("Format", list(fmts), horizontal=True, key="export_format",
                    captions=[fmts[n]["description"] for n in fmts])
@@ -94,15 +98,23 @@ def page() -> None:
         show_result(result)
 
 
+# The call that reaches `lepton serve` for each modality it takes; a multimodal run is not served yet, so its
+# page shows no Serve panel.
+CALLS = {
+    "text": "curl -s localhost:8000/predict -H 'Content-Type: application/json' -d "
+            + shlex.quote(json.dumps({"inputs": "some text"})),
+    "image": "curl -s localhost:8000/predict -F file=@example.png",
+    "audio": "curl -s localhost:8000/predict -F file=@example.wav",
+}
+
+
 def serve_panel(run: dict, modality: str) -> None:
     """The command that serves this run, and a call to it: what a user copies into a terminal."""
     rid = run["id"]
+    if modality not in CALLS:
+        return
     with st.expander("Serve it over HTTP", icon=":material/dns:", key="serve_panel"):
         st.code(f"lepton serve {shlex.quote(rid)} --port 8000", language="bash")
-        if modality == "text":
-            call = f"curl -s localhost:8000/predict -H 'Content-Type: application/json' -d {shlex.quote(json.dumps({'inputs': 'some text'}))}"
-        else:
-            call = f"curl -s localhost:8000/predict -F file=@example.{'png' if modality == 'image' else 'wav'}"
-        st.code(call, language="bash")
+        st.code(CALLS[modality], language="bash")
         st.caption("It binds 127.0.0.1. Add `--token TOKEN` to require `Authorization: Bearer TOKEN`; "
                    "`/docs` lists every endpoint, `/metrics` is Prometheus, `/v2/models/" + rid + "/infer` is KServe V2.")

@@ -22,10 +22,11 @@ MISSING = ":gray[:material/block: missing]"
 
 class ModalityView:
     weight: float = 1.0  # its column's share of a multimodal row
+    file: bool = True  # a stored item is a file (a path relative to its dataset), not the content itself
 
     @staticmethod
-    def show(x: Any) -> None:
-        """One stored item: the text, or a file (a path or its bytes)."""
+    def show(x: Any, width: int | str = 120) -> None:
+        """One stored item: the text, or a file (a path or its bytes); width: an image's."""
         raise NotImplementedError
 
     @staticmethod
@@ -60,9 +61,10 @@ def snippet(text: str) -> str:
 @VIEWS.register("text")
 class TextView(ModalityView):
     weight = 3.0
+    file = False
 
     @staticmethod
-    def show(x: Any) -> None:
+    def show(x: Any, width: int | str = 120) -> None:
         st.markdown(snippet(x))
 
     @staticmethod
@@ -79,8 +81,8 @@ class ImageView(ModalityView):
     weight = 1.4
 
     @staticmethod
-    def show(x: Any) -> None:
-        st.image(str(x) if isinstance(x, Path) else x, width=120)
+    def show(x: Any, width: int | str = 120) -> None:
+        st.image(str(x) if isinstance(x, Path) else x, width=width)
 
     @staticmethod
     def source(key: str) -> Any:
@@ -97,7 +99,7 @@ class AudioView(ModalityView):
     weight = 2.0
 
     @staticmethod
-    def show(x: Any) -> None:
+    def show(x: Any, width: int | str = 120) -> None:
         st.audio(str(x) if isinstance(x, Path) else x)
 
     @staticmethod

@@ -1,4 +1,5 @@
-"""Playground: try a finished run on your own input (text, an image or a sound)."""
+"""Playground: try a finished run on your own input (text, an image or a sound; several at once for a multimodal
+run, with what each one contributes)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from lepton.ui import access, common, task_views
-
-IMAGE_TYPES = ["png", "jpg", "jpeg", "bmp", "gif", "webp"]
-AUDIO_TYPES = ["wav", "flac", "ogg", "mp3"]
+from lepton.ui import access, charts, common, modality_views, task_views
 
 
 @st.cache_resource(show_spinner=False, max_entries=4)
@@ -70,8 +68,12 @@ def _random_example(run: dict) -> tuple[Any, str, str] | None:
     """(raw input, true label, reference) from the run's dataset, test split first."""
     from lepton.data import load_dataset
 
-    ds_id = (run.get("config") or {}).get("data")
-    ds = load_dataset(ds_id)
+    from pathlib import Path
+
+    report = common.read_json(Path(run.get("run_dir") or "") / "report.json") or {}
+    # The stored dataset the run trained on: a CLI run's config may name a file, and ingesting that again with
+    # the defaults (task auto) would read a regression set as single-label and fail.
+    ds = load_dataset(report.get("dataset") or (run.get("config") or {}).get("data"))
     for split in ("test", "val", "train"):
         examples = list(ds.examples(split))
         if examples:
@@ -98,23 +100,86 @@ def text_input(run_id: str) -> None:
 
 def media_input(run: dict, modality: str) -> None:
     run_id = run["id"]
-    is_image = modality == "image"
-    tabs = st.tabs(["Upload a file", "Camera" if is_image else "Record"])
-    with tabs[0]:
-        up = st.file_uploader("Image" if is_image else "Sound", type=IMAGE_TYPES if is_image else AUDIO_TYPES,
-                              key=f"pg_upload_{run_id}")
-    with tabs[1]:
-        shot = (st.camera_input("Take a picture", key=f"pg_camera_{run_id}") if is_image
-                else st.audio_input("Record a few seconds", key=f"pg_mic_{run_id}"))
-    source = up or shot
+    source = modality_views.VIEWS.get(modality).source(run_id)  # an upload, or a picture or recording taken here
     if source is not None:
         data = source.getvalue()
         sig = (run_id, getattr(source, "file_id", None) or len(data))
         if st.session_state.get("pg_sig") != sig:
-            with common.guard(f"Could not read that {'image' if is_image else 'sound'}"):
+            with common.guard(f"Could not read that {'image' if modality == 'image' else 'sound'}"):
                 st.session_state["pg_out"] = (run_id, predict(run_id, data), data)
                 st.session_state["pg_sig"] = sig
                 st.session_state.pop("pg_truth", None)
+
+
+# ---------------------------------------------------------------- several inputs at once (a multimodal run)
+def multimodal_input(run_id: str, modalities: list[str]) -> None:
+    """One input per branch side by side (type, upload, take or record), any of them left empty: the model
+    predicts without it. Predict answers and says what each given input contributes."""
+    st.markdown("**Inputs** <span class='lp-muted'>(give any of them; one left empty is missing, and the model "
+                "predicts without it)</span>", unsafe_allow_html=True)
+    given: dict[str, Any] = {}
+    cols = st.columns([modality_views.VIEWS.get(m).weight for m in modalities])
+    for col, m in zip(cols, modalities):
+        with col, st.container(border=True, key=f"pg_input_{m}"):
+            st.markdown(modality_views.label(m))
+            view = modality_views.VIEWS.get(m)
+            given[m] = view.value(view.source(f"{m}_{run_id}"))
+    if st.button("Predict", type="primary", icon=":material/bolt:", key="pg_predict"):
+        if all(v is None for v in given.values()):
+            st.warning("Give at least one input first: " + ", ".join(modalities) + ".")
+            return
+        with common.guard("Could not predict"):
+            predict_row(run_id, given)
+            st.session_state.pop("pg_truth", None)
+
+
+def predict_row(run_id: str, x: dict[str, Any]) -> None:
+    """The answer for a multimodal row, and the answer with each given modality left out."""
+    model = predictor(run_id)
+    x = model.row({m: v for m, v in x.items() if v is not None})
+    st.session_state["pg_mm_out"] = (run_id, x, model.predict(x), model.without(x))
+
+
+def multimodal_result(run_id: str, model: Any) -> None:
+    out = st.session_state.get("pg_mm_out")
+    if not out or out[0] != run_id:
+        return
+    _, x, result, without = out
+    view = task_views.view_of(model.task.name)
+    truth = st.session_state.get("pg_truth")
+    example = bool(truth and truth[0] == run_id)
+    with st.container(key="pg_given"):
+        # Uploads cannot be filled in from an example, so say which input this answer is for.
+        st.caption("The example (a row of its dataset, not the inputs above)" if example else "The input")
+        modality_views.row(model.modalities, x)
+    if example:
+        st.caption(f"Example `{truth[2]}`, true {'value' if not model.classes else 'label'} **{truth[1]}**")
+    view.answer(result)
+    with st.container(key="without", border=True):
+        st.markdown("**What each input contributes** <span class='lp-muted'>(the same model, that input left "
+                    "out)</span>", unsafe_allow_html=True)
+        if not without:
+            st.caption("Give two or more inputs to see what each one adds: with only one, there is nothing to leave out.")
+            return
+        rows = {"every input given": result, **{f"without {m}": o for m, o in without.items()}}
+        held = {k: view.held(o, result) for k, o in rows.items()}
+        left, right = st.columns([1, 1.3])
+        with left:
+            st.dataframe([{"input": k, "answer": view.short(o)} for k, o in rows.items()], hide_index=True,
+                         width="stretch")
+        what = next((h[0] for h in held.values() if h), None)
+        with right:
+            if what is not None:
+                st.plotly_chart(charts.compare_bars({k: h[1] for k, h in held.items() if h}, None, what,
+                                                    share=view.share), key="fig_without",
+                                config={"displayModeBar": False})
+        full = held["every input given"]
+        moved = {m: abs(h[1] - full[1]) for m, o in without.items() if full and (h := view.held(o, result))}
+        if moved:
+            m = max(moved, key=moved.get)
+            value = (lambda v: f"{v:.0%}") if view.share else (lambda v: f"{v:.4g}")
+            st.caption(f"Leaving out **{m}** moves the answer most: {what} {value(full[1])} → "
+                       f"{value(held[f'without {m}'][1])}.")
 
 
 def example_button(run: dict, modality: str) -> None:
@@ -128,7 +193,9 @@ def example_button(run: dict, modality: str) -> None:
                 st.info("Its dataset has no examples left to try.")
                 return
             x, true, ref = ex
-            if modality == "text":
+            if isinstance(x, dict):  # a multimodal row: every modality it has, at once
+                predict_row(run["id"], x)
+            elif modality == "text":
                 st.session_state["pg_text_pending"] = str(x)
                 st.session_state["pg_out"] = (run["id"], predict(run["id"], str(x)), None)
             else:
@@ -154,11 +221,20 @@ def page() -> None:
     st.caption(f"{modality} {model.task.name} model" + (f" · {len(model.classes)} labels: " + ", ".join(
         map(str, model.classes[:12])) + (" …" if len(model.classes) > 12 else "") if model.classes else
         " · it predicts a number"))
-    if modality == "text":
+    several = len(model.modalities) > 1
+    if several:
+        fusion = model.meta.get("fusion")  # none when the run shipped its probe: one linear model, no fusion module
+        st.caption("Inputs: " + ", ".join(model.modalities) + " · " + (f"fusion: {fusion}" if fusion else
+                   "a linear probe over every branch's features (the run shipped its probe)"))
+        multimodal_input(run_id, model.modalities)
+    elif modality == "text":
         text_input(run_id)
     else:
         media_input(run, modality)
     example_button(run, modality)
+    if several:
+        multimodal_result(run_id, model)
+        return
     out = st.session_state.get("pg_out")
     if out and out[0] == run_id:
         _, result, media = out

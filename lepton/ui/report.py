@@ -14,10 +14,10 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from lepton.ui import charts, common
+from lepton.ui import charts, common, modality_views
 
 PAGE_SIZE = 12
-SNIPPET = 280
+CARDS_PER_ROW = {"image": 4, "audio": 4}  # a thumbnail or a player is narrower than a text or a multimodal row
 
 
 # ---------------------------------------------------------------- figures (pure: data in, figure out)
@@ -164,6 +164,46 @@ def pretrained_section(report: dict) -> None:
                         config={"displayModeBar": False})
 
 
+def modalities_section(report: dict) -> None:
+    """A multimodal run: the fused model against the same model given only one modality (the others missing),
+    on the same test examples; nothing for a single-modality run."""
+    alone = report.get("modalities") or {}
+    if not alone:
+        return
+    from lepton.ui.task_views import fmt, title
+
+    primary = report.get("primary") or "macro_f1"
+    summary = report.get("summary") or {}
+    split = summary.get("eval_split") or report.get("split") or "test"
+    fused = report.get(primary)
+    # A shipped probe has no fusion module: it is one linear model over every branch's features side by side.
+    how = ("the shipped probe reads every branch's features side by side" if (report.get("kept") or {}).get("model")
+           == "probe" else f"fusion: {summary.get('fusion') or 'concat'}")
+    with st.container(key="modality_scores", border=True):
+        st.markdown(f"**Fused against each modality alone** <span class='lp-muted'>({title(primary)} on {split}; "
+                    f"{how})</span>", unsafe_allow_html=True)
+        left, right = st.columns([1.3, 1])
+        with left:
+            bars = {"fused (every modality)": fused, **{f"{m} alone": v.get(primary) for m, v in alone.items()}}
+            st.plotly_chart(charts.compare_bars({k: v for k, v in bars.items() if isinstance(v, (int, float))}, None,
+                                                title(primary)), key="rep_fig_modalities",
+                            config={"displayModeBar": False})
+        with right:
+            metrics = [k for k in next(iter(alone.values())) if k != "loss"]
+            rows = [{"model": "fused", **{title(k): report.get(k) for k in metrics}}]
+            rows += [{"model": f"{m} alone", **{title(k): v.get(k) for k in metrics}} for m, v in alone.items()]
+            st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch",
+                         column_config={title(k): st.column_config.NumberColumn(format="%.3f") for k in metrics})
+            best = max(alone, key=lambda m: alone[m].get(primary, float("-inf")))
+            if isinstance(fused, (int, float)) and isinstance(alone[best].get(primary), (int, float)):
+                gain = fused - alone[best][primary]
+                verdict = ("matches" if abs(gain) < 5e-4 else f"{'gains' if gain > 0 else 'loses'} {abs(gain):.3f} "
+                           f"{title(primary)} over")
+                st.caption(f"Fusion {verdict} the best single modality ({best}: {fmt(primary, alone[best][primary])}). "
+                           "\"Alone\" is the same trained model with the other modalities left out, so it shows what "
+                           "each one carries.")
+
+
 def embedding_section(run_dir: Path) -> None:
     doc = common.read_json(run_dir / "embeddings.json")
     if not doc:
@@ -259,7 +299,7 @@ def misclassified_section(run_id: str, run_dir: Path, report: dict) -> None:
     page = st.number_input("Page", 1, pages, 1, key=f"mis_page_{run_id}") if pages > 1 else 1
     modality = modality_of(report)
     root = dataset_root(report) if modality != "text" else None
-    cols = st.columns(3 if modality == "text" else 4)
+    cols = st.columns(CARDS_PER_ROW.get(modality, 3))
     with st.container(key="mistakes"):
         for i, (_, row) in enumerate(sel.iloc[(page - 1) * PAGE_SIZE: page * PAGE_SIZE].iterrows()):
             with cols[i % len(cols)].container(border=True):
@@ -271,19 +311,35 @@ def example(row: Any, modality: str, root: Path | None) -> None:
     icon = ":green[:material/check:]" if ok else ":red[:material/close:]"
     sure = f" · {float(row['confidence']):.0%}" if "prob_" + str(row["pred"]) in row else ""  # one class, one score
     st.markdown(f"{icon} true **{row['true']}** · predicted **{row['pred']}**{sure}")
-    if modality == "text":
-        text = str(row["x"])
-        st.markdown(f"> {text[:SNIPPET]}{'…' if len(text) > SNIPPET else ''}")
-    else:
-        f = (root / row["x"]) if root is not None else None
-        if f is None or not f.exists():
-            st.caption(f"{row['x']} (file not available: the dataset was deleted?)")
-        elif modality == "image":
-            st.image(str(f), width="stretch")
+    cells = inputs_of(str(row["x"]), modality)
+    for m, value in cells.items():
+        view = modality_views.VIEWS.get(m)
+        if len(cells) > 1:
+            st.caption(modality_views.label(m))
+        if value is None:
+            st.markdown(modality_views.MISSING)
+        elif not view.file:
+            st.markdown(modality_views.snippet(value))
         else:
-            st.audio(str(f))
+            f = (root / value) if root is not None else None
+            if f is None or not f.exists():
+                st.caption(f"{value} (file not available: the dataset was deleted?)")
+            else:
+                view.show(f, width="stretch" if len(cells) == 1 else 160)
     pre = row.get("pretrained_pred") if hasattr(row, "get") else None
     st.caption(f"{row['ref']}" + (f" · pretrained said {pre}" if pre else ""))
+
+
+def inputs_of(x: str, modality: str) -> dict[str, Any]:
+    """{modality: the text, or a file relative to the dataset, or None (missing)}: the one input of a
+    single-modality run, or the mapping predictions.csv holds (as JSON) for a multimodal row."""
+    if modality in modality_views.VIEWS:
+        return {modality: x}
+    try:
+        got = json.loads(x)
+    except ValueError:
+        return {}
+    return {m: v for m, v in got.items() if m in modality_views.VIEWS} if isinstance(got, dict) else {}
 
 
 def downloads(run: dict, run_dir: Path, report: dict) -> None:

@@ -416,6 +416,10 @@ def final_report(run: dict, report: dict) -> None:
         st.caption(f":material/join: Blended with a TF-IDF logistic regression ({comp['kind']} companion) at weight "
                    f"{comp['weight']:g}: the blend scored {comp['val_macro_f1']:.3f} on validation, higher than the "
                    "model alone. Predictions use the blend.")
+    from lepton.ui import report as report_ui
+
+    with common.guard("Could not show the per-modality scores"):
+        report_ui.modalities_section(report)  # multimodal runs: fused against each modality alone
     task_views.view_of(task.name).body(run, report)
     extensions(run, report)
 

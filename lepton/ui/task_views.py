@@ -50,6 +50,18 @@ class View:
     def truth(label: Any, classes: list[str]) -> str:
         return classes[label]
 
+    # What a Playground answer comes to in one cell, and how much of the full answer another answer keeps (the
+    # Playground's "without each input": (what is measured, its value)); share: that value is a probability.
+    share = True
+
+    @staticmethod
+    def short(out: dict) -> str:
+        raise NotImplementedError
+
+    @staticmethod
+    def held(out: dict, full: dict) -> tuple[str, float] | None:
+        raise NotImplementedError
+
 
 def view_of(task: str | None) -> type[View]:
     """The view of a report's or a model's task (runs from before tasks existed are single-label)."""
@@ -102,6 +114,17 @@ class SingleLabelView(View):
             with c2:
                 st.plotly_chart(charts.probabilities(probs), key="fig_probs", config={"displayModeBar": False})
 
+    @staticmethod
+    def short(out: dict) -> str:
+        p = (out.get("probs") or {}).get(out.get("label"))
+        return f"{out.get('label')}" + (f" ({p:.0%})" if p is not None else "")
+
+    @staticmethod
+    def held(out: dict, full: dict) -> tuple[str, float] | None:
+        label = full.get("label")
+        p = (out.get("probs") or {}).get(label)
+        return None if p is None else (f"probability of “{label}”", float(p))
+
 
 @VIEWS.register("multi-label")
 class MultiLabelView(View):
@@ -143,6 +166,18 @@ class MultiLabelView(View):
     def truth(label: Any, classes: list[str]) -> str:
         return ", ".join(classes[i] for i in label) or "(none)"
 
+    @staticmethod
+    def short(out: dict) -> str:
+        return ", ".join(out.get("labels") or []) or "(none)"
+
+    @staticmethod
+    def held(out: dict, full: dict) -> tuple[str, float] | None:
+        probs = out.get("probs") or {}
+        # The labels the full answer gave (its most likely one when it gave none): how sure this answer is of them.
+        labels = list(full.get("labels") or []) or sorted(full.get("probs") or {}, key=(full.get("probs") or {}).get)[-1:]
+        ps = [probs[k] for k in labels if k in probs]
+        return (f"mean probability of {', '.join(labels)}", float(sum(ps) / len(ps))) if ps else None
+
 
 @VIEWS.register("regression")
 class RegressionView(View):
@@ -172,3 +207,14 @@ class RegressionView(View):
     @staticmethod
     def truth(label: Any, classes: list[str]) -> str:
         return f"{float(label):g}"
+
+    share = False
+
+    @staticmethod
+    def short(out: dict) -> str:
+        return f"{out.get('value', float('nan')):.4g}"
+
+    @staticmethod
+    def held(out: dict, full: dict) -> tuple[str, float] | None:
+        value = out.get("value")
+        return None if value is None else ("predicted value", float(value))

@@ -318,6 +318,66 @@ def pick_adapter(spec: dict | None) -> tuple[str, dict]:
     return name, a
 
 
+# A multimodal run's adapter: every branch frozen (a fusion head on cached features), or one adapter per branch.
+ALL_FROZEN, PER_BRANCH = "linear-probe", "branches"
+
+
+def pick_branches(modalities: list[str]) -> tuple[str, str, dict, dict[str, Any]] | None:
+    """A multimodal dataset: a backbone and an adapter per modality, and a fusion module. Returns (backbone as
+    `modality=name,…`, adapter, its info, the config values it sets), or None until every backbone is named."""
+    from lepton.adapters.branches import BranchOptions, Branches
+
+    info = adapters()
+    st.markdown("**Branches** <span class='lp-muted'>(one encoder per modality, each what a single-modality run "
+                "would build, fused into one model)</span>", unsafe_allow_html=True)
+    names: dict[str, str] = {}
+    chosen: dict[str, str] = {}
+    cols = st.columns(len(modalities))
+    for col, m in zip(cols, modalities):
+        with col, st.container(border=True, key=f"branch_{m}"):
+            st.markdown(f"{common.MODALITY_ICON.get(m, '')} **{m}**")
+            name, spec = pick_backbone(m, f"{m.capitalize()} backbone")
+            if not name:
+                return None
+            names[m] = name
+            usable = Branches.usable(spec["supports"])
+            default = getattr(BranchOptions(), m)
+            key = f"train_branch_adapter_{m}"
+            if st.session_state.get(key) not in usable:
+                st.session_state[key] = default if default in usable else usable[0]
+            chosen[m] = st.selectbox(f"{m.capitalize()} adapter", usable, key=key,
+                                     format_func=lambda a: f"{a} · {info[a]['when']}",
+                                     help=BranchOptions.fields_help().get(m))
+            st.caption("Frozen: its features are computed once and cached." if info[chosen[m]]["frozen"] else
+                       "Trains: this branch runs live every step (slower than a frozen one).")
+    backbone = ",".join(f"{m}={n}" for m, n in names.items())
+    options = {m: a for m, a in chosen.items() if a != getattr(BranchOptions(), m)}
+    adapter = PER_BRANCH if options else ALL_FROZEN
+    with common.guard("Could not check those backbones"):
+        from lepton.backbones import resolve_backbone
+
+        # "Continue from run" lists runs of this very model: the canonical name its saved runs carry.
+        st.session_state["train_backbone_multimodal"] = resolve_backbone(backbone, "multimodal").name
+    fusion = fusion_widget()
+    # What the loop's defaults come to with these branches (the run's placeholders show them).
+    adapter_info = {**info[adapter], **Branches.settled(list(chosen.values()))} if adapter == PER_BRANCH else info[adapter]
+    return backbone, adapter, adapter_info, {"fusion": fusion, "adapter_options": options}
+
+
+def fusion_widget() -> str:
+    """The fusion module, from the registry, each described; the default is RunConfig's."""
+    f = next(f for f in dataclasses.fields(RunConfig) if f.name == "fusion")
+    described = fusions()
+    names = list(described)
+    if st.session_state.get("cfg_fusion") not in names:
+        st.session_state["cfg_fusion"] = f.default if f.default in names else names[0]
+    help_ = "\n\n".join(f"**{n}**: {d}" for n, d in described.items())
+    name = st.selectbox("Fusion", names, key="cfg_fusion", help=help_)
+    st.caption(f"{described[name].rstrip('.')}. Each branch has a learned stand-in for a missing modality, so a row "
+               "without one still predicts.")
+    return name
+
+
 def auto_preview(manifest: dict, cfg: RunConfig) -> None:
     """What auto decides before any model runs (budget, resolution), one line each; the rest comes after the probe."""
     from lepton.strategy import auto
@@ -396,21 +456,31 @@ def page() -> None:
     if manifest is None:
         return
     modality = manifest.get("modality") or "text"
+    modalities = list(manifest.get("modalities") or [modality])
     n_classes = len(manifest.get("classes") or [])
-    c1, c2 = st.columns(2)
-    with c1:
-        backbone, spec = pick_backbone(modality)
-    if not backbone:
-        st.info("Type a Hugging Face model id (`org/name`) or the path of a local model folder to continue.")
-        return
-    with c2:
-        adapter, adapter_info = pick_adapter(spec)
-    if not adapter:
-        from lepton.strategy.auto import default_minutes
+    if len(modalities) > 1:  # one branch per modality, fused
+        picked = pick_branches(modalities)
+        if picked is None:
+            st.info("Type a Hugging Face model id (`org/name`) or the path of a local model folder to continue.")
+            return
+        backbone, adapter, adapter_info, chosen = picked
+        # Branch adapters take their default options, so the Model options hold no adapter's own fields.
+        values = {**hyperparameters(modality, "", adapter_info, modalities), **chosen}
+    else:
+        c1, c2 = st.columns(2)
+        with c1:
+            backbone, spec = pick_backbone(modality)
+        if not backbone:
+            st.info("Type a Hugging Face model id (`org/name`) or the path of a local model folder to continue.")
+            return
+        with c2:
+            adapter, adapter_info = pick_adapter(spec)
+        if not adapter:
+            from lepton.strategy.auto import default_minutes
 
-        adapter_info = {**adapter_info, "default_minutes": default_minutes((manifest.get("sizes") or {}).get("train", 0),
-                                                                           modality)}
-    values = hyperparameters(modality, adapter, adapter_info)
+            adapter_info = {**adapter_info, "default_minutes": default_minutes(
+                (manifest.get("sizes") or {}).get("train", 0), modality)}
+        values = hyperparameters(modality, adapter, adapter_info)
     parameter_count(backbone, modality, adapter, n_classes, values)
     run_name = st.text_input("Run name (optional)", key="train_name",
                              placeholder=f"{manifest.get('name')} · {backbone} + {adapter or 'auto'}",

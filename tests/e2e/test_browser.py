@@ -335,3 +335,105 @@ def test_home_and_runs_list_show_every_run(server, page):
     page.locator("[data-testid='stDataFrame']").wait_for()
     time.sleep(1.5)  # the table is drawn on a canvas a moment after it appears
     shot(page, "overview_02_runs")
+
+
+BARS_JS = """(sel) => {
+  const el = document.querySelector(sel + ' .js-plotly-plot');
+  if (!el || !el.data || !el.data.length) return null;
+  return {names: Array.from(el.data[0].y).reverse(), values: Array.from(el.data[0].x).reverse()};
+}"""
+
+
+def test_multimodal_from_upload_to_playground(server, page, tmp_path):
+    """A zip whose metadata.csv has text, image and audio (some cells blank): the Data page shows rows as they are;
+    the Train page takes a backbone and adapter per branch and a fusion; the run page shows fused against each
+    modality alone; the Playground takes a text and an image at once and says what each contributes."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from tiny_data import write_multimodal
+
+    root = write_multimodal(tmp_path / "e2e_reviews_mm")
+    src = tmp_path / "e2e_reviews_mm.zip"
+    with zipfile.ZipFile(src, "w") as z:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                z.write(f, f"e2e_reviews_mm/{f.relative_to(root).as_posix()}")
+    # 1. the Data page: the modalities, how many rows lack each, and rows side by side
+    upload_dataset(page, server, src)
+    rows = page.locator(".st-key-multimodal_rows")
+    rows.wait_for()
+    metrics = page.locator(".st-key-modality_presence [data-testid='stMetric']")
+    metrics.nth(2).wait_for()  # a metric draws a moment after its placeholder
+    assert metrics.count() == 3 and "rows" in metrics.first.inner_text()
+    assert rows.locator("img").count() > 0 and rows.locator("audio").count() > 0
+    assert rows.get_by_text("missing").count() > 0
+    no_errors(page)
+    rows.scroll_into_view_if_needed()
+    shot(page, "multimodal_01_data")
+    # 2. the Train page: a tiny backbone per branch, LoRA on the image branch, gated fusion
+    page.locator(".st-key-to_train button").first.click()
+    page.wait_for_url("**/train?dataset=*")
+    idle(page)
+    for m in ("text", "image", "audio"):
+        choose(page, f"train_backbone_{m}", f"tiny-{m} ·")
+    choose(page, "train_branch_adapter_image", "lora ·")
+    choose(page, "cfg_fusion", "gated")
+    number(page, "cfg_epochs", 3)
+    page.get_by_text("Reproduce from the command line").click()
+    wanted = ["--backbone text=tiny-text,image=tiny-image,audio=tiny-audio", "--fusion gated", "--adapter branches",
+              "--adapter-option image=lora", "--epochs 3"]
+    code = page.locator("[data-testid='stCode']").first
+    deadline = time.monotonic() + 30
+    while not all(w in (text := code.text_content() or "") for w in wanted):
+        assert time.monotonic() < deadline, f"the command line never showed {wanted}: {text!r}"
+        time.sleep(0.3)
+    idle(page)
+    no_errors(page)
+    shot(page, "multimodal_02_train_form")
+    run_id, _ = click_start(page)
+    # 3. the run page: fused against each modality alone, the numbers of its report
+    _finished(page, server, run_id, "modality_scores")
+    report = json.loads((server.home / "runs" / run_id / "report.json").read_text())
+    bars = page.evaluate(BARS_JS, ".st-key-modality_scores")
+    assert bars["names"] == ["fused (every modality)"] + [f"{m} alone" for m in report["modalities"]]
+    primary = report["primary"]
+    assert bars["values"] == pytest.approx([report[primary]] + [v[primary] for v in report["modalities"].values()])
+    assert page.locator(".st-key-serve_panel").count() == 0  # `lepton serve` takes one modality for now
+    no_errors(page)
+    page.locator(".st-key-modality_scores").scroll_into_view_if_needed()
+    shot(page, "multimodal_03_finished")
+    page.get_by_role("tab", name="Mistakes").click()
+    idle(page)
+    choose(page, f"mis_view_{run_id}", "All")
+    cards = page.locator(".st-key-evaluation")
+    cards.locator("img").first.wait_for()  # each card draws its row's modalities: text, thumbnail, player
+    assert cards.locator("audio").count() > 0 and cards.get_by_text("file not available").count() == 0
+    no_errors(page)
+    cards.locator("img").first.scroll_into_view_if_needed()
+    shot(page, "multimodal_03b_mistakes")
+    # 4. the Playground: a text and an image at once; the answer without each of them
+    page.locator(".st-key-to_playground button").first.click()
+    page.wait_for_url("**/playground?run=*")
+    box = page.locator(f".st-key-pg_text_text_{run_id} textarea")
+    box.wait_for(timeout=120_000)
+    box.fill("the hotel was delightful, really delightful")
+    up = page.locator(f".st-key-pg_upload_image_{run_id} input[type='file']")
+    up.set_input_files(str(next((root / "images").glob("*.png"))))
+    idle(page)
+    page.locator(".st-key-pg_predict button").first.click()
+    page.locator(".st-key-without .js-plotly-plot").wait_for(timeout=120_000)
+    assert page.locator(".st-key-prediction .lp-big").inner_text().strip() in {"pos", "neg"}
+    bars = page.evaluate(BARS_JS, ".st-key-without")
+    assert bars["names"] == ["every input given", "without text", "without image"]
+    assert all(0.0 <= v <= 1.0 for v in bars["values"])
+    assert page.locator(".st-key-pg_given img").count() == 1  # the input as given: the image, no sound
+    no_errors(page)
+    shot(page, "multimodal_04_playground")
+    # a row of its dataset: every modality it has, at once
+    page.locator(".st-key-pg_example button").first.click()
+    page.get_by_text("true label").wait_for(timeout=60_000)
+    idle(page)
+    page.mouse.move(0, 0)  # no tooltip over the answer in the screenshot
+    no_errors(page)
+    shot(page, "multimodal_05_playground_example")

@@ -371,3 +371,140 @@ def test_run_titles_name_the_dataset_and_model(run, expected):
     from lepton.ui.common import run_parts
 
     assert run_parts(run, {"ds1": {"name": "topics", "modality": "text"}}) == expected
+
+
+# ---------------------------------------------------------------- multimodal (issue 14)
+TINY_BRANCHES = "text=tiny-text,image=tiny-image,audio=tiny-audio"
+
+
+def multimodal_zip(tmp_path: Path, name: str = "reviews_mm", **kw) -> Path:
+    """A metadata.csv with text, image and audio columns (some cells blank), zipped as a user uploads it."""
+    import zipfile
+
+    from tiny_data import write_multimodal
+
+    root = write_multimodal(tmp_path / name, **kw)
+    out = tmp_path / f"{name}.zip"
+    with zipfile.ZipFile(out, "w") as z:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                z.write(f, f"{name}/{f.relative_to(root).as_posix()}")
+    return out
+
+
+def train_multimodal_cli(data: Path, *extra: str) -> str:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    res = subprocess.run([sys.executable, "-m", "lepton", "train", "--data", str(data), "--backbone", TINY_BRANCHES,
+                          "--epochs", "5", *extra], capture_output=True, text=True, timeout=240, env=env, cwd=str(REPO))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])["run_id"]
+
+
+@pytest.fixture
+def finished_multimodal_run(lhome, tmp_path) -> str:
+    if not all(_tiny_available(n) for n in ("tiny-text", "tiny-image", "tiny-audio")):
+        pytest.skip("tiny backbones not registered")
+    return train_multimodal_cli(multimodal_zip(tmp_path))
+
+
+def test_data_page_shows_multimodal_rows_as_they_are(lhome, tmp_path):
+    src = multimodal_zip(tmp_path)
+    at = ok(app("pages/data.py"))
+    at.file_uploader[0].upload(src.name, src.read_bytes(), "application/zip")
+    at.run()
+    at.button(key="ingest").click().run()
+    ok(at)
+    assert any(src.name in s.value and "multimodal" in s.value for s in at.success)
+    assert any("lack a modality" in w.value for w in at.warning)  # the ingest's own count, kept as a warning
+    # One metric per modality: rows that have it, and a caption with how many lack it.
+    from lepton.data import list_datasets
+
+    (m,) = list_datasets()
+    shown = {x.label.split()[-1]: x.value for x in at.metric if x.label.split()[-1] in ("text", "image", "audio")}
+    assert set(shown) == {"text", "image", "audio"}
+    assert all(v.endswith(f"/ {sum(m['sizes'].values())} rows") for v in shown.values())
+    assert any(c.value.startswith("missing in ") for c in at.caption)
+    # Rows side by side: a thumbnail and a player per row that has them, "missing" where a cell is blank.
+    assert len(at.image) > 0 and len(at.get("audio")) > 0
+    assert any("missing" in md.value for md in at.markdown)
+    assert "Traceback" not in texts(at)
+
+
+def test_train_page_picks_a_backbone_and_adapter_per_branch_and_a_fusion(lhome, tmp_path):
+    if not all(_tiny_available(n) for n in ("tiny-text", "tiny-image", "tiny-audio")):
+        pytest.skip("tiny backbones not registered")
+    from lepton.fusion import FUSIONS
+    from lepton.jobs.store import get_store
+
+    res = ingest(multimodal_zip(tmp_path))
+    at = ok(app("pages/train.py", dataset=res.dataset.id))
+    for m in ("text", "image", "audio"):
+        bb = at.selectbox(key=f"train_backbone_{m}")
+        assert all(o.split(" · ")[0] not in ("__custom__",) for o in bb.options[:-1])
+        bb.set_value(f"tiny-{m}").run()
+        # Each branch starts frozen; its adapters are the ones its backbone takes on its own.
+        assert at.selectbox(key=f"train_branch_adapter_{m}").value == "linear-probe"
+    fusion = at.selectbox(key="cfg_fusion")
+    assert fusion.options == list(FUSIONS) and fusion.value == "concat"
+    assert all(FUSIONS.get(n).description in fusion.help for n in FUSIONS)  # each described
+    cmd = next(c.value for c in ok(at).code if c.value.startswith("lepton train"))
+    assert f"--backbone {TINY_BRANCHES}" in cmd and "--adapter linear-probe" in cmd and "--fusion" not in cmd
+    at.selectbox(key="train_branch_adapter_image").set_value("lora").run()
+    at.selectbox(key="cfg_fusion").set_value("gated").run()
+    at.number_input(key="cfg_epochs").set_value(2).run()
+    cmd = next(c.value for c in ok(at).code if c.value.startswith("lepton train"))
+    assert "--adapter branches" in cmd and "--adapter-option image=lora" in cmd and "--fusion gated" in cmd
+    assert "Trains: this branch runs live" in texts(at)
+    # Counting parameters builds the fused model once.
+    at.button(key="count_params").click().run()
+    assert "trainable parameters" in texts(ok(at))
+    at.button(key="start").click().run()
+    ok(at)
+    (run,) = get_store().list_runs()
+    cfg = run["config"]
+    assert (cfg["backbone"], cfg["adapter"], cfg["adapter_options"], cfg["fusion"]) == (
+        TINY_BRANCHES, "branches", {"image": "lora"}, "gated")
+
+
+def test_finished_multimodal_run_shows_fused_against_each_modality(finished_multimodal_run):
+    rid = finished_multimodal_run
+    at = ok(app("pages/runs.py", run=rid))
+    report = json.loads((Path(os.environ["LEPTON_HOME"]) / "runs" / rid / "report.json").read_text())
+    table = next(d.value for d in at.dataframe if "model" in d.value.columns)
+    assert table["model"].tolist() == ["fused"] + [f"{m} alone" for m in report["modalities"]]
+    assert table.loc[0, "Macro-F1"] == pytest.approx(report["macro_f1"])
+    for i, m in enumerate(report["modalities"], start=1):
+        assert table.loc[i, "Macro-F1"] == pytest.approx(report["modalities"][m]["macro_f1"])
+    assert any("the best single modality" in c.value for c in at.caption)
+    # `lepton serve` takes one modality for now: no Serve panel for this run.
+    assert all("Serve it over HTTP" not in e.label for e in at.expander)
+    # The Mistakes tab draws each row's modalities (or "missing").
+    at.session_state["rep_tabs"] = "Mistakes"  # what a click on the tab sets: the tabs rerun the page (lazy)
+    ok(at.run())
+    at.selectbox(key=f"mis_view_{rid}").set_value("all").run()
+    shown = texts(ok(at))
+    assert "Traceback" not in shown and "file not available" not in shown
+    assert len(at.image) > 0 and len(at.get("audio")) > 0
+
+
+def test_playground_takes_several_inputs_and_shows_each_contribution(finished_multimodal_run, tmp_path):
+    from PIL import Image
+
+    rid = finished_multimodal_run
+    at = ok(app("pages/playground.py", run=rid))
+    img = tmp_path / "red.png"
+    Image.new("RGB", (32, 32), (220, 30, 30)).save(img)
+    at.text_area(key=f"pg_text_text_{rid}").input("the hotel was delightful, really delightful").run()
+    at.button(key="pg_predict").click().run()
+    ok(at)
+    assert "Give two or more inputs" in texts(at)  # one input: nothing to leave out
+    at.file_uploader(key=f"pg_upload_image_{rid}").upload("red.png", img.read_bytes(), "image/png").run()
+    at.button(key="pg_predict").click().run()
+    ok(at)
+    assert any(m.value.startswith("<div class='lp-big'>") for m in at.markdown)
+    table = at.dataframe[-1].value
+    assert table["input"].tolist() == ["every input given", "without text", "without image"]
+    assert "moves the answer most" in texts(at)
+    # A random row of its dataset, every modality it has at once.
+    settle(at.button(key="pg_example").click().run())
+    assert "true label" in texts(ok(at))

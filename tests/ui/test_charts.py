@@ -25,3 +25,14 @@ def test_short_curves_pass_through_and_figures_never_carry_more_than_the_limit()
     fig = charts.curve({"loss": (list(range(10_000)), [1 / (i + 1) for i in range(10_000)]),
                         "val": ([1, 2], [0.5, 0.6])}, "Loss")
     assert [len(t.x) for t in fig.data] == [charts.MAX_POINTS, 2]
+
+
+def test_compare_bars_puts_the_reference_on_top_and_keeps_scores_below_zero_in_view():
+    fig = charts.compare_bars({"fused (every modality)": 0.9, "text alone": 0.6, "image alone": -0.2}, None, "R²")
+    (bars,) = fig.data
+    assert list(bars.y)[::-1] == ["fused (every modality)", "text alone", "image alone"]  # first listed, drawn on top
+    assert list(bars.marker.color)[-1] == charts.ACCENT and len(set(bars.marker.color)) == 2
+    lo, hi = fig.layout.xaxis.range
+    assert lo < -0.2 and hi == 1.0
+    share = charts.compare_bars({"every input given": 0.7, "without text": 0.4}, None, "probability", share=True)
+    assert share.layout.xaxis.tickformat == ".0%" and list(share.data[0].text) == ["40.0%", "70.0%"]
