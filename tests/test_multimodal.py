@@ -92,31 +92,43 @@ def test_frozen_branches_use_the_feature_cache_and_match_live_features(home, tmp
 def test_fused_head_missing_embeddings_modality_dropout_and_only():
     layout = [("text", 4), ("image", 3)]
     torch.manual_seed(0)
-    head = FusedHead(layout, "concat", torch.nn.Linear(128, 2))
+    head = FusedHead(layout, "concat", 2)
     x = torch.randn(64, 4 + 3 + 2)
     x[:, -2:] = 1.0
     x[:8, -2] = 0.0  # text missing in 8 rows
     x[:8, :4] = 0.0
-    head.train()
-    toks = head.tokens(x)
-    assert toks.shape == (64, 2, 128)
     head.eval()
     toks = head.tokens(x)
+    assert toks.shape == (64, 2, 128)
     assert torch.allclose(toks[:8, 0], head.missing[0].expand(8, -1))  # missing rows take the learned embedding
     alone = only(x, layout, "image")
     assert (alone[:, :4] == 0).all() and (alone[:, -2] == 0).all() and (alone[:, -1] == 1).all()
     assert torch.equal(alone[:, 4:7], x[:, 4:7])
-    # dropout in training hides some present modalities but never every one of a row's
-    head.train()
+    # dropout in training hides some present modalities, features and presence alike, but never all of a row's
     torch.manual_seed(1)
-    parts_present = x[:, -2:] > 0.5
     hidden = 0
     for _ in range(20):
-        t = head.tokens(x)
-        is_missing = torch.stack([torch.isclose(t[:, i], head.missing[i].expand(64, -1)).all(1) for i in range(2)], 1)
-        assert not is_missing.all(1).any()
-        hidden += int((is_missing & parts_present).sum())
+        d = head.drop_modalities(x)
+        present = d[:, -2:]
+        assert (present.sum(1) >= 1).all()
+        assert (d[:, :4][present[:, 0] == 0] == 0).all() and (d[:, 4:7][present[:, 1] == 0] == 0).all()
+        hidden += int(((x[:, -2:] == 1) & (present == 0)).sum())
     assert hidden > 0
+
+
+def test_a_fused_head_started_from_the_probe_is_the_probe_and_a_shipped_probe_loads_into_it():
+    from lepton.heads import build_head
+
+    layout = [("image", 6), ("audio", 5)]
+    x = torch.randn(16, 13)
+    x[:, -2:] = 1.0
+    probe = build_head("probe", 13, 3).load_probe(np.random.rand(13), np.random.rand(13) + 0.5,
+                                                   np.random.randn(3, 13), np.random.randn(3))
+    for fusion in FUSIONS:
+        head = FusedHead(layout, fusion, 3, from_probe=True)
+        head.load_state_dict(probe.state_dict(), strict=False)  # what Predictor does with a shipped probe
+        head.eval()
+        assert torch.allclose(head(x), probe(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))
@@ -129,7 +141,7 @@ def test_every_fusion_module_learns_and_is_deterministic_in_eval(fusion):
     b = torch.randn(256, 5, generator=g) - 2.0 * y[:, None]
     x = torch.cat([a, b, torch.ones(256, 2)], 1)
     torch.manual_seed(0)
-    head = FusedHead(layout, fusion, torch.nn.Linear(128, 2))
+    head = FusedHead(layout, fusion, 2)
     opt = torch.optim.AdamW(head.parameters(), lr=3e-3)
     for _ in range(150):
         opt.zero_grad()

@@ -160,13 +160,9 @@ class MultimodalBackbone(Backbone):
             branch.configure(max_length=max_length, image_size=image_size)
 
     def make_head(self, kind: str, width: int, fusion: str | None = None) -> nn.Module:
-        """The probe sits on the features as they are (early fusion, what the report's pretrained column scores);
-        any other head sits behind the fusion module (lepton/fusion)."""
+        """Every head of a multimodal run is fused (lepton/fusion): the probe's linear model on the features as they
+        are, plus the fusion path. "probe" starts it as exactly the probe (which is also what a shipped probe loads
+        into); "classification" starts both paths at random."""
         from lepton.fusion import FusedHead
-        from lepton.heads import build_head
 
-        if kind == "probe":
-            return build_head(kind, self.dim, width)
-        fused = FusedHead(self.layout, fusion or "concat", nn.Identity())
-        fused.head = build_head(kind, fused.fusion.out_dim, width)
-        return fused
+        return FusedHead(self.layout, fusion or "concat", width, from_probe=kind == "probe")

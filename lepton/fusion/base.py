@@ -6,7 +6,8 @@ one presence bit per modality: `(N, d_1 + … + d_M + M)`, zeros where a modalit
 of fusion sits in the head (`FusedHead`), which is what trains on cached features when every branch is frozen:
 
     each branch -> LayerNorm + Linear to a common width (or its learned "missing" embedding where absent)
-    -> a fusion module (FUSIONS: concat, gated, attention) -> the task's head.
+    -> a fusion module (FUSIONS: concat, gated, attention) -> the task's head,
+    plus the probe's linear model on the features as they are (wide and deep), and the head starts as the probe.
 
 Modality dropout hides a present modality from a training row now and then (never all of a row's), so the model
 also learns to predict from what is left: that is what a row with a missing modality meets at prediction time.
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from lepton.heads import ProbeHead
 from lepton.registry import Registry
 
 WIDTH = 128  # every branch is projected to this; small, since fusion heads train on a few thousand rows
@@ -70,28 +72,49 @@ def modality_scores(layout: Layout, features: torch.Tensor, outputs: Callable[[t
     return {m: task.score(targets, outputs(only(features, layout, m))) for m, _ in layout}
 
 
-class FusedHead(nn.Module):
-    """Branch features + presence -> common-width tokens (missing embeddings where absent) -> fusion -> task head."""
+class FusedHead(ProbeHead):
+    """The probe's linear model on the features as they are, plus the fusion path: branch features -> common-width
+    tokens (missing embeddings where absent) -> a fusion module -> the task's head (wide and deep).
 
-    def __init__(self, layout: Layout, fusion: str, head: nn.Module):
-        super().__init__()
+    Started from the probe (`from_probe`, LP-FT for fusion: the loop copies the probe in with `load_probe`), the fusion
+    path's last layer is zero, so the head begins as exactly the probe and training can only add to it; the best
+    epoch and keep-the-probe then judge what it added. That also makes a shipped plain probe (head.mean, .scale,
+    .linear) load into it and answer as the probe. Modality dropout hides a modality from both paths alike."""
+
+    def __init__(self, layout: Layout, fusion: str, width: int, from_probe: bool = False):
+        from lepton.heads import classification_head
+
+        super().__init__(sum(d for _, d in layout) + len(layout), width)
         self.layout = list(layout)
         self.proj = nn.ModuleDict({m: nn.Sequential(nn.LayerNorm(d), nn.Linear(d, WIDTH), nn.GELU())
                                    for m, d in self.layout})
         self.missing = nn.Parameter(torch.randn(len(self.layout), WIDTH) * 0.02)
         self.fusion = FUSIONS.get(fusion)(len(self.layout))
-        self.head = head
+        self.head = classification_head(self.fusion.out_dim, width)  # the task's width: classes, labels or 1
+        if from_probe:
+            nn.init.zeros_(self.head[-1].weight)
+            nn.init.zeros_(self.head[-1].bias)
+
+    def drop_modalities(self, features: torch.Tensor) -> torch.Tensor:
+        """Training only: each present modality of a row hidden with chance MODALITY_DROPOUT (never every one of
+        them), as if it were missing (features and presence bit zero)."""
+        parts, present = blocks(features, self.layout)
+        present = present > 0.5
+        drop = torch.rand(present.shape, device=present.device) < MODALITY_DROPOUT
+        kept = present & ~drop
+        kept = torch.where(kept.any(1, keepdim=True), kept, present)  # a row never loses all of them
+        keep = kept.to(features.dtype)
+        return torch.cat([p * keep[:, i:i + 1] for i, p in enumerate(parts)] + [keep], dim=1)
 
     def tokens(self, features: torch.Tensor) -> torch.Tensor:
         parts, present = blocks(features, self.layout)
         present = present > 0.5
-        if self.training and len(self.layout) > 1:
-            drop = torch.rand(present.shape, device=present.device) < MODALITY_DROPOUT
-            dropped = present & ~drop
-            present = torch.where(dropped.any(1, keepdim=True), dropped, present)  # a row never loses all of them
         toks = [torch.where(present[:, i:i + 1], self.proj[m](p), self.missing[i].to(p.dtype))
                 for i, ((m, _), p) in enumerate(zip(self.layout, parts))]
         return torch.stack(toks, dim=1)  # (N, M, WIDTH)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.head(self.fusion(self.tokens(features)))
+        if self.training and len(self.layout) > 1:
+            features = self.drop_modalities(features)
+        return super().forward(features) + self.head(self.fusion(self.tokens(features)))
+

@@ -141,7 +141,9 @@ def training(config: Any, ctx: dict[str, Any], trainable: bool, window_s: float 
     changes["adapter"] = adapter
     frozen = ADAPTERS.get(adapter).frozen
     if config.head_init == "auto":
-        changes["head_init"] = "random" if frozen else "probe"
+        # A fused head starts from the probe even over frozen branches: the fusion path then adds to the probe's
+        # linear model instead of competing with it from scratch (benchmarks/fusion.py).
+        changes["head_init"] = "probe" if not frozen or modality == "multimodal" else "random"
         if not frozen and auto:
             out.reasons.append("head starts from the logistic probe (LP-FT): the backbone's first steps then "
                                "refine features instead of fighting a random head")
