@@ -129,6 +129,9 @@ def test_a_fused_head_started_from_the_probe_is_the_probe_and_a_shipped_probe_lo
         head.load_state_dict(probe.state_dict(), strict=False)  # what Predictor does with a shipped probe
         head.eval()
         assert torch.allclose(head(x), probe(x), atol=1e-6)
+        # the probe's part stays as fitted: it is no parameter, so no optimiser moves it, and the state keeps it
+        assert not any(n.startswith("linear.") for n, _ in head.named_parameters())
+        assert torch.equal(head.state_dict()["linear.weight"], probe.state_dict()["linear.weight"])
 
 
 @pytest.mark.parametrize("fusion", list(FUSIONS))

@@ -77,8 +77,8 @@ class FusedHead(ProbeHead):
     tokens (missing embeddings where absent) -> a fusion module -> the task's head (wide and deep).
 
     Started from the probe (`from_probe`, LP-FT for fusion: the loop copies the probe in with `load_probe`), the fusion
-    path's last layer is zero, so the head begins as exactly the probe and training can only add to it; the best
-    epoch and keep-the-probe then judge what it added. That also makes a shipped plain probe (head.mean, .scale,
+    path's last layer is zero and the probe's part stays fixed, so the head begins as exactly the probe and training
+    learns what fusion adds to it; the best epoch and keep-the-probe then judge that. That also makes a shipped plain probe (head.mean, .scale,
     .linear) load into it and answer as the probe. Modality dropout hides a modality from both paths alike."""
 
     def __init__(self, layout: Layout, fusion: str, width: int, from_probe: bool = False):
@@ -94,6 +94,13 @@ class FusedHead(ProbeHead):
         if from_probe:
             nn.init.zeros_(self.head[-1].weight)
             nn.init.zeros_(self.head[-1].bias)
+            # The probe's linear model stays as the probe fitted it (its regularisation chosen on validation): buffers,
+            # saved and loaded with the head but never trained. Trained along, it drifted and overfitted
+            # (benchmarks/fusion.py: concat 0.494 -> 0.501, attention 0.451 -> 0.497 kept as fitted).
+            for name in ("weight", "bias"):
+                value = getattr(self.linear, name).detach().clone()
+                del self.linear._parameters[name]
+                self.linear.register_buffer(name, value)
 
     def drop_modalities(self, features: torch.Tensor) -> torch.Tensor:
         """Training only: each present modality of a row hidden with chance MODALITY_DROPOUT (never every one of
