@@ -88,7 +88,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from suite.build import (EN_VOICES, SR, _espeak, _espeak_version, _need_espeak, _noisy, _variant,  # noqa: E402
-                         _write_flac, latin_fonts, suite_dir)
+                         _write_flac, draw_glyph, latin_fonts, suite_dir)
 
 NAME = "fusion-letters"
 VERSION = 1  # bump when the builder changes what it writes
@@ -101,30 +101,6 @@ SINGLES = ("image", "audio")
 
 
 # ====================================================================== the dataset
-
-def _glyph(ch: str, rng: np.random.Generator, fonts: list[Path]):
-    """One letter image, drawn as benchmarks/suite/build.py's build_glyphs draws its glyphs."""
-    from PIL import Image, ImageDraw, ImageFilter, ImageFont
-
-    font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), int(rng.integers(26, 46)) * 2)
-    big = SIZE * 2
-    bg, fg = rng.integers(0, 256), rng.integers(0, 256)
-    while abs(int(fg) - int(bg)) < 90:
-        fg = rng.integers(0, 256)
-    canvas = Image.new("L", (big, big), int(bg))
-    draw = ImageDraw.Draw(canvas)
-    for _ in range(rng.integers(0, 3)):
-        pts = [tuple(rng.integers(0, big, 2).tolist()) for _ in range(2)]
-        draw.line(pts, fill=int(rng.integers(0, 256)), width=int(rng.integers(1, 5)))
-    left, top, right, bottom = draw.textbbox((0, 0), ch, font=font)
-    x = (big - (right - left)) / 2 - left + rng.normal(0, big * 0.08)
-    y = (big - (bottom - top)) / 2 - top + rng.normal(0, big * 0.08)
-    draw.text((x, y), ch, fill=int(fg), font=font)
-    im = canvas.rotate(float(rng.uniform(-30, 30)), resample=Image.BICUBIC, fillcolor=int(bg))
-    im = im.resize((SIZE, SIZE), Image.LANCZOS).filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.3))))
-    a = np.asarray(im, np.float32) + rng.normal(0, rng.uniform(2, 28), (SIZE, SIZE))
-    return Image.fromarray(np.clip(a[..., None] * rng.uniform(0.6, 1.0, 3), 0, 255).astype(np.uint8))
-
 
 def _noise_image(rng: np.random.Generator):
     """Pure noise: Gaussian noise around a random grey, blurred by a random amount, with a colour cast."""
@@ -178,7 +154,7 @@ def build(out: Path, seed: int = 0) -> Path:
     rows = [(f"{n:04d}", *r[1:]) for n, r in enumerate(rows)]
     with tempfile.TemporaryDirectory() as tmpd:
         for n, (rid, ch, _, img_ok, aud_ok) in enumerate(rows):
-            (_glyph(ch, rng, fonts) if img_ok else _noise_image(rng)).save(root / "image" / f"{rid}.png")
+            (draw_glyph(ch, rng, fonts, SIZE) if img_ok else _noise_image(rng)).save(root / "image" / f"{rid}.png")
             if aud_ok:
                 voice = f"{EN_VOICES[rng.integers(len(EN_VOICES))]}+{_variant(rng)}"
                 wave = _noisy(_espeak(ch, voice, int(rng.integers(110, 230)), int(rng.integers(10, 90)), Path(tmpd)),

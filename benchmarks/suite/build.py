@@ -222,9 +222,33 @@ def latin_fonts() -> list[Path]:
 
 
 @dataset("glyphs", "image")
-def build_glyphs(out: Path, seed: int, per_class: int = 70, size: int = 64) -> dict:
+def draw_glyph(ch: str, rng: np.random.Generator, fonts: list[Path], size: int = 64):
+    """One letter as an RGB PIL image: a random font and size, jittered, rotated, blurred, with clutter strokes, noise
+    and a colour cast (the glyphs recipe; benchmarks/fusion.py draws its letters with it too)."""
     from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+    font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), int(rng.integers(26, 46)) * 2)
+    big = size * 2  # drawn at 2x, then reduced: smooth edges
+    bg, fg = rng.integers(0, 256), rng.integers(0, 256)
+    while abs(int(fg) - int(bg)) < 90:
+        fg = rng.integers(0, 256)
+    canvas = Image.new("L", (big, big), int(bg))
+    draw = ImageDraw.Draw(canvas)
+    for _ in range(rng.integers(0, 3)):  # clutter strokes, so position and darkness alone do not decide
+        pts = [tuple(rng.integers(0, big, 2).tolist()) for _ in range(2)]
+        draw.line(pts, fill=int(rng.integers(0, 256)), width=int(rng.integers(1, 5)))
+    left, top, right, bottom = draw.textbbox((0, 0), ch, font=font)
+    x = (big - (right - left)) / 2 - left + rng.normal(0, big * 0.08)
+    y = (big - (bottom - top)) / 2 - top + rng.normal(0, big * 0.08)
+    draw.text((x, y), ch, fill=int(fg), font=font)
+    im = canvas.rotate(float(rng.uniform(-30, 30)), resample=Image.BICUBIC, fillcolor=int(bg))
+    im = im.resize((size, size), Image.LANCZOS).filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.3))))
+    a = np.asarray(im, np.float32) + rng.normal(0, rng.uniform(2, 28), (size, size))
+    tint = rng.uniform(0.6, 1.0, 3)  # a random colour cast, so the images are RGB like users' photos
+    return Image.fromarray(np.clip(a[..., None] * tint, 0, 255).astype(np.uint8))
+
+
+def build_glyphs(out: Path, seed: int, per_class: int = 70, size: int = 64) -> dict:
     fonts = latin_fonts()
     if len(fonts) < 10:
         raise SystemExit(f"glyphs: only {len(fonts)} usable fonts under /usr/share/fonts; "
@@ -235,26 +259,7 @@ def build_glyphs(out: Path, seed: int, per_class: int = 70, size: int = 64) -> d
         d = root / f"char_{ch}"  # "char_" keeps case-insensitive filesystems from merging labels
         d.mkdir()
         for i in range(per_class):
-            font = ImageFont.truetype(str(fonts[rng.integers(len(fonts))]), int(rng.integers(26, 46)) * 2)
-            big = size * 2  # drawn at 2x, then reduced: smooth edges
-            bg, fg = rng.integers(0, 256), rng.integers(0, 256)
-            while abs(int(fg) - int(bg)) < 90:
-                fg = rng.integers(0, 256)
-            canvas = Image.new("L", (big, big), int(bg))
-            draw = ImageDraw.Draw(canvas)
-            for _ in range(rng.integers(0, 3)):  # clutter strokes, so position and darkness alone do not decide
-                pts = [tuple(rng.integers(0, big, 2).tolist()) for _ in range(2)]
-                draw.line(pts, fill=int(rng.integers(0, 256)), width=int(rng.integers(1, 5)))
-            left, top, right, bottom = draw.textbbox((0, 0), ch, font=font)
-            x = (big - (right - left)) / 2 - left + rng.normal(0, big * 0.08)
-            y = (big - (bottom - top)) / 2 - top + rng.normal(0, big * 0.08)
-            draw.text((x, y), ch, fill=int(fg), font=font)
-            im = canvas.rotate(float(rng.uniform(-30, 30)), resample=Image.BICUBIC, fillcolor=int(bg))
-            im = im.resize((size, size), Image.LANCZOS).filter(ImageFilter.GaussianBlur(float(rng.uniform(0, 1.3))))
-            a = np.asarray(im, np.float32) + rng.normal(0, rng.uniform(2, 28), (size, size))
-            tint = rng.uniform(0.6, 1.0, 3)  # a random colour cast, so the images are RGB like users' photos
-            rgb = np.clip(a[..., None] * tint, 0, 255).astype(np.uint8)
-            Image.fromarray(rgb).save(d / f"{i:03d}.png", optimize=False)
+            draw_glyph(ch, rng, fonts, size).save(d / f"{i:03d}.png", optimize=False)
     return {"source": f"{len(fonts)} fonts under /usr/share/fonts", "fonts": [f.name for f in fonts],
             "classes": {f"char_{c}": per_class for c in GLYPHS}}
 
