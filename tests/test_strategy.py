@@ -308,3 +308,21 @@ def test_the_rl_study_goes_on_to_registry_adapters_the_policy_never_ranked():
     trained = {START_ACTIONS[i]["adapter"] for i in own}
     assert set(seen) == {a for a in supports if not ADAPTERS.get(a).frozen} - trained
     assert "houlsby" in seen and "bitfit" in seen  # adapters the shipped policy was never trained on
+
+
+def test_the_quality_suite_registers_two_builders_per_modality(monkeypatch):
+    """benchmarks/suite/build.py: each dataset's builder is registered with its name and modality and takes (out,
+    seed), as `make suite` calls it (a helper once took the decorator by mistake and the build failed)."""
+    import inspect
+    import sys
+    from collections import Counter
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks" / "suite"))
+    sys.modules.pop("build", None)
+    import build
+
+    assert Counter(modality for modality, _ in build.BUILDERS.values()) == {"text": 2, "image": 2, "audio": 2}
+    for name, (_, fn) in build.BUILDERS.items():
+        assert fn.__name__ == "build_" + name.replace("-", "_")
+        assert list(inspect.signature(fn).parameters)[:2] == ["out", "seed"]
+    sys.modules.pop("build", None)

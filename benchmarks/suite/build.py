@@ -221,7 +221,6 @@ def latin_fonts() -> list[Path]:
     return found
 
 
-@dataset("glyphs", "image")
 def draw_glyph(ch: str, rng: np.random.Generator, fonts: list[Path], size: int = 64):
     """One letter as an RGB PIL image: a random font and size, jittered, rotated, blurred, with clutter strokes, noise
     and a colour cast (the glyphs recipe; benchmarks/fusion.py draws its letters with it too)."""
@@ -248,6 +247,7 @@ def draw_glyph(ch: str, rng: np.random.Generator, fonts: list[Path], size: int =
     return Image.fromarray(np.clip(a[..., None] * tint, 0, 255).astype(np.uint8))
 
 
+@dataset("glyphs", "image")
 def build_glyphs(out: Path, seed: int, per_class: int = 70, size: int = 64) -> dict:
     fonts = latin_fonts()
     if len(fonts) < 10:
