@@ -8,10 +8,11 @@ import os
 import shlex
 import types
 import typing
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import streamlit as st
 
+from lepton.companions import COMPANIONS
 from lepton.config import RunConfig
 from lepton.ui import access, common
 from lepton.ui import data as data_ui
@@ -20,8 +21,11 @@ CUSTOM = "__custom__"
 # Fields the page sets through its own widgets (dataset, backbone and adapter pickers, run name).
 EXPLICIT = {"data", "test_data", "modality", "text_column", "label_column", "task", "backbone", "adapter", "name",
             "adapter_options", "fusion"}  # task: the picked dataset's, stored with it; fusion: beside the branches
-# Fields that mean something only when the data has that modality (the text branch of a multimodal run included).
-ONLY_FOR = {"max_length": "text"}
+# Fields that mean something only for some data: (the dataset's modality, the modalities its rows have) -> shown.
+ONLY_FOR: dict[str, Callable[[str, list[str]], bool]] = {
+    "max_length": lambda modality, modalities: "text" in modalities,  # a multimodal run's text branch included
+    "companion": lambda modality, modalities: modality in COMPANIONS,  # the loop blends one only for these
+}
 GROUP_TITLES = {"model": "Model", "training": "Training", "system": "System"}
 
 
@@ -182,7 +186,7 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict, modalities:
     for f in dataclasses.fields(RunConfig):
         if f.name in EXPLICIT:
             continue
-        if f.name in ONLY_FOR and ONLY_FOR[f.name] not in modalities:
+        if f.name in ONLY_FOR and not ONLY_FOR[f.name](modality, modalities):
             continue
         groups.setdefault(f.metadata.get("group", "training"), []).append(f)
     values: dict[str, Any] = {}

@@ -222,6 +222,7 @@ def test_train_page_builds_config_and_submits(lhome, tmp_path):
     bb.set_value("tiny-text").run()
     ad = at.selectbox(key="train_adapter_tiny-text")
     ad.set_value("full").run()
+    assert at.toggle(key="cfg_companion").value is True  # text has a companion
     at.number_input(key="cfg_epochs").set_value(2).run()
     at.number_input(key="cfg_batch_size").set_value(8).run()
     ok(at)
@@ -444,6 +445,8 @@ def test_train_page_picks_a_backbone_and_adapter_per_branch_and_a_fusion(lhome, 
         bb.set_value(f"tiny-{m}").run()
         # Each branch starts frozen; its adapters are the ones its backbone takes on its own.
         assert at.selectbox(key=f"train_branch_adapter_{m}").value == "linear-probe"
+    # Only text has a classical companion: the toggle is not offered for multimodal data.
+    assert not [c for c in at.toggle if c.key == "cfg_companion"] and any(n.key == "cfg_max_length" for n in at.number_input)
     fusion = at.selectbox(key="cfg_fusion")
     assert fusion.options == list(FUSIONS) and fusion.value == "concat"
     assert all(FUSIONS.get(n).description in fusion.help for n in FUSIONS)  # each described
