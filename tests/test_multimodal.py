@@ -182,6 +182,28 @@ def test_branches_adapter_trains_exactly_the_chosen_branch(home, tmp_path):
     assert np.isclose(pred.task.score([e.label for e in exs], probs)["macro_f1"], m["macro_f1"])
 
 
+def test_a_branch_adapter_takes_its_own_options_named_after_its_branch(home, tmp_path):
+    from lepton.adapters import ADAPTERS
+    from lepton.backbones import resolve_backbone
+    from lepton.model import build_backbone, wrap
+
+    raw = {"text": "lora", "text.r": "4", "image": "full"}  # as --adapter-option text.r=4 gives it
+    cfg = RunConfig.from_dict({"data": "x", "backbone": TINY, "adapter": "branches", "adapter_options": raw})
+    spec = resolve_backbone(TINY, "multimodal")
+    adapter, model = wrap(build_backbone(spec, 64, None), spec, "branches", cfg.adapter_options, 2)
+    lora, _ = adapter.parts["text"]
+    assert lora.options.r == 4
+    ranks = {p.shape[0] for n, p in model.named_parameters() if n.startswith("backbone.branches.text.") and "lora_A" in n}
+    assert ranks == {4}
+    # meta.json keeps the typed option, and reading it back gives the same branch options.
+    saved = adapter.saved_options()
+    assert saved["text.r"] == 4 and ADAPTERS.get("branches").parse(saved).branch_options == {"text": {"r": 4}}
+    with pytest.raises(ConfigError, match=r"text\.\* \(options of the text branch's 'lora'\).*unknown field\(s\) rr"):
+        RunConfig.from_dict({"data": "x", "adapter": "branches", "adapter_options": {"text": "lora", "text.rr": "4"}})
+    with pytest.raises(ConfigError, match="'video' is not a branch; branch options are named text.OPTION"):
+        RunConfig.from_dict({"data": "x", "adapter": "branches", "adapter_options": {"video.r": "4"}})
+
+
 def test_branches_adapter_options_are_strict_and_checked_against_each_branch(home, tmp_path):
     from lepton.backbones import resolve_backbone
     from lepton.model import build_backbone, wrap
