@@ -91,6 +91,7 @@ def main() -> None:
     from suite.build import BUILDERS, build, path_of, suite_dir
 
     from lepton.data import ingest
+    from lepton.strategy.auto import AUTO_START
 
     names = [n for n in BUILDERS if not args.only or n in args.only]
     build(names)
@@ -102,8 +103,10 @@ def main() -> None:
             ds = ingest(path_of(name), seed=seed).dataset
             base = baseline(modality, ds)["macro_f1"]
             for minutes in args.budgets:
-                # rl (and auto, where its recipe comes from the policy) never see a policy that saw this dataset.
-                os.environ["LEPTON_POLICY"] = str(loo_policy(name, curves, suite_dir()))
+                # rl (and auto, where its recipe comes from the policy) never see a policy that saw this dataset;
+                # without them no policy is needed, nor the recordings it learns from.
+                if "rl" in args.strategies or ("auto" in args.strategies and AUTO_START == "policy"):
+                    os.environ["LEPTON_POLICY"] = str(loo_policy(name, curves, suite_dir()))
                 for strategy in args.strategies:
                     r = one(strategy, ds.id, minutes, seed)
                     rows.append({"dataset": name, "seed": seed, "budget_min": minutes, "strategy": strategy,
