@@ -9,6 +9,8 @@
 - rl: `lepton tune --strategy rl`, with the policy trained **without** the dataset it is scored on
   (leave-one-dataset-out: benchmarks/train_policy.py --hold-out NAME, from the same recordings);
 - auto: `lepton train --max-minutes B` with nothing else given (the shipped default).
+A recipe that refuses the budget (too small for one epoch: `lepton train` says so and trains nothing) scores 0, as a
+study that finishes no trial does: the user gets no model.
 Each is scored on the test split of the model it chose on validation; the classical baseline of
 benchmarks/quality.py sits beside every row. Prints a table per budget, each strategy's mean rank,
 the best-so-far validation curve against time (as points), and `name: value` lines.
@@ -62,9 +64,16 @@ def one(strategy: str, ds_id: str, minutes: float, seed: int) -> dict:
     from lepton.strategy.study import run_study
     from lepton.train import run
 
+    from lepton.train.budget import BudgetError
+
     t0 = time.time()
     if strategy in ("default", "auto"):
-        res = run(recipe_config("fixed" if strategy == "default" else "auto", ds_id, minutes, seed))
+        try:
+            res = run(recipe_config("fixed" if strategy == "default" else "auto", ds_id, minutes, seed))
+        except BudgetError as e:  # the recipe cannot train one epoch in this budget: the user gets no model
+            print(f"  {strategy}: refused: {e}", file=sys.stderr, flush=True)
+            return {"test_macro_f1": 0.0, "val_macro_f1": None, "seconds": time.time() - t0, "trials": 0,
+                    "curve": [], "chosen": "refused (budget too small for one epoch)"}
         m = res["metrics"]
         return {"test_macro_f1": m["macro_f1"], "val_macro_f1": m["best_val_macro_f1"], "seconds": time.time() - t0,
                 "trials": 1, "curve": [(round(time.time() - t0, 1), m["best_val_macro_f1"])],
