@@ -31,7 +31,7 @@ class BranchOptions(StrictConfig):
     audio: str = opt("linear-probe", "Adapter of the audio branch (the offline speech encoder is frozen: linear-probe)")
 
     def __post_init__(self) -> None:
-        self.branch_options: dict[str, dict[str, Any]] = {}  # {branch: its adapter's raw options}, from `text.r` keys
+        self.branch_options: dict[str, dict[str, Any]] = {}  # {branch: its adapter's options, typed}, from `text.r` keys
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: str = "config") -> "BranchOptions":
