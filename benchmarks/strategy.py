@@ -63,7 +63,6 @@ def one(strategy: str, ds_id: str, minutes: float, seed: int) -> dict:
 
     from lepton.strategy.study import run_study
     from lepton.train import run
-
     from lepton.train.budget import BudgetError
 
     t0 = time.time()

@@ -17,11 +17,9 @@ from torch import nn
 
 from lepton.adapters.base import ADAPTERS, Adapter, Classifier
 from lepton.backbones.base import Backbone
+from lepton.backbones.multimodal import ORDER as MODALITIES  # the branches a multimodal backbone can have
 from lepton.config import StrictConfig, opt
 from lepton.errors import ConfigError
-
-
-MODALITIES = ("text", "image", "audio")
 
 
 @dataclass
