@@ -256,6 +256,24 @@ def test_a_budget_too_small_for_one_trial_says_what_works(job_home, tmp_path):
     assert res.returncode == 2 and "smallest budget that works" in res.stderr
 
 
+def test_a_trial_the_budget_refuses_ships_the_probe_it_already_fitted(job_home, tmp_path):
+    """One epoch of full fine-tuning does not fit 0.6 s: the trial is retried as a linear probe on the features its
+    refused attempt cached, so the study gets a model instead of a failed trial."""
+    from lepton.jobs.store import Store
+    from lepton.strategy.study import _train
+    data = write_text_csv(tmp_path / "s.csv", n=48)
+    store = Store(job_home / "lepton.db")
+    cfg = RunConfig(data=str(data), backbone="tiny-text", adapter="full", epochs=5, batch_size=4, max_minutes=0.01)
+    run_id = store.create_run(cfg, status="running")
+    logs = []
+    result = _train(run, cfg, store, run_id, None, lambda kind, **d: logs.append(d.get("message", "")))
+    row = store.get_run(run_id)
+    assert row["status"] == "finished" and row["config"]["adapter"] == "linear-probe"
+    assert result["metrics"]["adapter"] == "linear-probe" and (Path(row["run_dir"]) / "model" / "meta.json").exists()
+    assert any("too small for one epoch of full" in m and "ships the probe" in m for m in logs)
+    assert any("cache hit" in m for m in logs)  # the retry reused the refused attempt's features
+
+
 def test_a_study_survives_its_worker_being_killed(job_home, tmp_path, spawn_worker):
     from lepton.jobs.store import Store
 

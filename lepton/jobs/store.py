@@ -810,7 +810,7 @@ class Store:
 _RUN_COLUMNS = {
     "name", "status", "dataset", "started", "finished", "progress", "eta_s", "phase", "message", "error",
     "log_tail", "worker_id", "pid", "host", "child_pid", "attempt", "cancel_requested", "checkpoint", "checkpoint_step",
-    "owner", "shared", "study_id", "trial", "executor", "node",
+    "owner", "shared", "study_id", "trial", "executor", "node", "config",
 }
 
 

@@ -8,7 +8,8 @@ own share of the budget. Strategies (`STUDIES`, one class each):
 - `rl`: the learned policy (lepton/strategy/policy.py) picks the recipe and steers the run with the
   whole budget; if it stops early with time left, its next-best recipe gets the rest.
 The best trial is chosen on validation (the shipped model's score: a trial never ships worse than
-its probe) and only then scored on test.
+its probe) and only then scored on test. A trial too short for one epoch of its recipe still ships
+its probe (see _train).
 
 A study survives its worker: every finished trial is in the store, so a resumed study rebuilds the
 strategy's history from them, resumes an interrupted trial from its checkpoint, and goes on with
@@ -18,6 +19,7 @@ the budget that is left.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 import warnings
@@ -354,9 +356,21 @@ def _train(run, cfg: RunConfig, store: Any, run_id: str, controller: Controller 
     from lepton.train.events import tee
 
     emitter = store.emitter(run_id)
+    run_dir = Path(store.get_run(run_id)["run_dir"])
     try:
-        result = run(cfg, tee(emitter, _trial_log(emit, run_id)), run_id=run_id,
-                     run_dir=Path(store.get_run(run_id)["run_dir"]), resume=resume, controller=controller)
+        try:
+            result = run(cfg, tee(emitter, _trial_log(emit, run_id)), run_id=run_id, run_dir=run_dir, resume=resume,
+                         controller=controller)
+        except BudgetError as e:
+            if cfg.adapter == "linear-probe" or not (run_dir / "plan.json").exists():
+                raise
+            # The budget refused one epoch after the probe's features were cached: the trial's worth is that
+            # probe, and a linear-probe retry on the cached features ships it in seconds (rather than nothing).
+            cfg = _as_probe(cfg, run_dir)
+            store.update_run(run_id, config=json.dumps(cfg.to_dict()))
+            emit("log", level="info", message=f"trial {run_id}: {e}; it ships the probe on the cached features")
+            result = run(cfg, tee(emitter, _trial_log(emit, run_id)), run_id=run_id, run_dir=run_dir,
+                         controller=controller)
     except LeptonError as e:
         emitter.flush()
         store.set_status(run_id, Status.failed, error=str(e))
@@ -371,6 +385,13 @@ def _train(run, cfg: RunConfig, store: Any, run_id: str, controller: Controller 
     result = {**result, "study_params": params or {}, "pruned": bool(getattr(controller, "pruned", False))}
     store.set_status(run_id, Status.finished, result=result)
     return result
+
+
+def _as_probe(cfg: RunConfig, run_dir: Path) -> RunConfig:
+    """The refused trial as a linear probe at the resolution its plan probed (so its cached features are hit)."""
+    planned = json.loads((run_dir / "plan.json").read_text())["config"]
+    return dataclasses.replace(cfg, adapter="linear-probe", adapter_options={}, lr=None, epochs=None,
+                               image_size=planned.get("image_size"))
 
 
 def _resume_trial(t: dict, store: Any, left: float, emit: Emit, worker: dict | None) -> None:

@@ -211,8 +211,9 @@ def hyperparameters(modality: str, adapter: str, adapter_info: dict, modalities:
     return values
 
 
-def adapter_option_widgets(adapter: str) -> dict[str, Any]:
-    """The adapter's own options, one widget per field of its Options dataclass; only changed values are kept."""
+def adapter_option_widgets(adapter: str, branch: str | None = None) -> dict[str, Any]:
+    """The adapter's own options, one widget per field of its Options dataclass; only changed values are kept.
+    branch: a multimodal run's branch, in whose narrow column they stack and whose name prefixes them (`image.r`)."""
     from lepton.adapters import ADAPTERS
 
     options = ADAPTERS.get(adapter).Options
@@ -221,12 +222,13 @@ def adapter_option_widgets(adapter: str) -> dict[str, Any]:
         return {}
     st.markdown(f"**{adapter} options**")
     hints = typing.get_type_hints(options)
-    cols = st.columns(3)
+    cols = st.columns(1 if branch else 3)
     chosen = {}
     for i, f in enumerate(fields):
-        with cols[i % 3]:
-            chosen[f.name] = field_widget(f, hints[f.name], key_prefix=f"opt_{adapter}_")
-    return {k: v for k, v in chosen.items() if v is not None and v != getattr(options(), k)}
+        with cols[i % len(cols)]:
+            chosen[f.name] = field_widget(f, hints[f.name], key_prefix=f"opt_{branch + '_' if branch else ''}{adapter}_")
+    return {f"{branch}.{k}" if branch else k: v for k, v in chosen.items()
+            if v is not None and v != getattr(options(), k)}
 
 
 # ---------------------------------------------------------------- page sections
@@ -336,6 +338,7 @@ def pick_branches(modalities: list[str]) -> tuple[str, str, dict, dict[str, Any]
                 "would build, fused into one model)</span>", unsafe_allow_html=True)
     names: dict[str, str] = {}
     chosen: dict[str, str] = {}
+    own: dict[str, dict[str, Any]] = {}  # each branch's adapter options, named `branch.option`
     cols = st.columns(len(modalities))
     for col, m in zip(cols, modalities):
         with col, st.container(border=True, key=f"branch_{m}"):
@@ -354,8 +357,10 @@ def pick_branches(modalities: list[str]) -> tuple[str, str, dict, dict[str, Any]
                                      help=BranchOptions.fields_help().get(m))
             st.caption("Frozen: its features are computed once and cached." if info[chosen[m]]["frozen"] else
                        "Trains: this branch runs live every step (slower than a frozen one).")
+            own[m] = adapter_option_widgets(chosen[m], branch=m)
     backbone = ",".join(f"{m}={n}" for m, n in names.items())
     options = {m: a for m, a in chosen.items() if a != getattr(BranchOptions(), m)}
+    options.update({k: v for m in own for k, v in own[m].items()})
     adapter = PER_BRANCH if options else ALL_FROZEN
     with common.guard("Could not check those backbones"):
         from lepton.backbones import resolve_backbone
@@ -468,7 +473,7 @@ def page() -> None:
             st.info("Type a Hugging Face model id (`org/name`) or the path of a local model folder to continue.")
             return
         backbone, adapter, adapter_info, chosen = picked
-        # Branch adapters take their default options, so the Model options hold no adapter's own fields.
+        # Each branch's adapter options sit in its column, so the Model options hold no adapter's own fields.
         values = {**hyperparameters(modality, "", adapter_info, modalities), **chosen}
     else:
         c1, c2 = st.columns(2)

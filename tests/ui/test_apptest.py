@@ -453,10 +453,14 @@ def test_train_page_picks_a_backbone_and_adapter_per_branch_and_a_fusion(lhome, 
     cmd = next(c.value for c in ok(at).code if c.value.startswith("lepton train"))
     assert f"--backbone {TINY_BRANCHES}" in cmd and "--adapter linear-probe" in cmd and "--fusion" not in cmd
     at.selectbox(key="train_branch_adapter_image").set_value("lora").run()
+    # The branch's adapter brings its own options into its column, named after the branch.
+    assert not [n for n in at.number_input if n.key.startswith("opt_text_")]
+    at.number_input(key="opt_image_lora_r").set_value(4).run()
     at.selectbox(key="cfg_fusion").set_value("gated").run()
     at.number_input(key="cfg_epochs").set_value(2).run()
     cmd = next(c.value for c in ok(at).code if c.value.startswith("lepton train"))
     assert "--adapter branches" in cmd and "--adapter-option image=lora" in cmd and "--fusion gated" in cmd
+    assert "--adapter-option image.r=4" in cmd
     assert "Trains: this branch runs live" in texts(at)
     # Counting parameters builds the fused model once.
     at.button(key="count_params").click().run()
@@ -466,7 +470,7 @@ def test_train_page_picks_a_backbone_and_adapter_per_branch_and_a_fusion(lhome, 
     (run,) = get_store().list_runs()
     cfg = run["config"]
     assert (cfg["backbone"], cfg["adapter"], cfg["adapter_options"], cfg["fusion"]) == (
-        TINY_BRANCHES, "branches", {"image": "lora"}, "gated")
+        TINY_BRANCHES, "branches", {"image": "lora", "image.r": 4}, "gated")
 
 
 def test_finished_multimodal_run_shows_fused_against_each_modality(finished_multimodal_run):
