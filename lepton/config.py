@@ -202,7 +202,9 @@ class RunConfig(StrictConfig):
             from lepton.adapters import ADAPTERS
 
             if self.adapter in ADAPTERS:  # an unknown name is reported where the adapter is looked up
-                ADAPTERS.get(self.adapter).parse(self.adapter_options)
+                typed = ADAPTERS.get(self.adapter).parse(self.adapter_options).to_dict()
+                # Kept typed ("4" from the command line becomes 4), so config.yaml and the store say what the run used.
+                self.adapter_options = {k: typed.get(k, v) for k, v in self.adapter_options.items()}
 
 MAX_DEVICES = 64
 

@@ -24,7 +24,7 @@ from lepton.data import load_item
 from lepton.errors import DataError, RunError
 from lepton.companions import blend
 from lepton.model import build_backbone, wrap
-from lepton.tasks import TASKS, task_of
+from lepton.tasks import TASKS, Task, task_of
 
 
 def resolve_run_dir(ref: str | Path) -> Path:
@@ -145,12 +145,14 @@ def adapter_options(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 class Predictor:
-    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], run_dir: Path):
+    def __init__(self, model: torch.nn.Module, meta: dict[str, Any], run_dir: Path, task: Task | None = None):
+        """task: the one load() built the model's head with (an ONNX export's predictor builds its own)."""
         self.model, self.meta, self.run_dir = model, meta, run_dir
+        self.task = task if task is not None else task_of(meta.get("task", "single-label"), meta["classes"],
+                                                          meta.get("task_state"))
         self.companion = _companion(run_dir) if meta.get("companion") else None
         self.classes: list[str] = meta["classes"]
         self.modality: str = meta["modality"]
-        self.task = task_of(meta.get("task", "single-label"), self.classes, meta.get("task_state"))
         # A multimodal run's branches (from its backbone's name: an ONNX predictor has no torch model); one otherwise.
         self.modalities: list[str] = ([m for m in ORDER if m in named(meta["backbone"])]
                                       if self.modality == "multimodal" else [self.modality])
@@ -162,12 +164,12 @@ class Predictor:
         spec = resolve_backbone(meta["backbone"], meta["modality"])
         backbone = build_backbone(spec, meta["max_length"], meta.get("image_size"))
         options = adapter_options(meta)
-        task = meta.get("task", "single-label")
-        if task not in TASKS or not isinstance(meta.get("task_state", {}), dict):
-            raise RunError(f"run '{run_dir.name}': `model/meta.json` names the task {task!r}, which this Lepton does not "
+        name = meta.get("task", "single-label")
+        if name not in TASKS or not isinstance(meta.get("task_state", {}), dict):
+            raise RunError(f"run '{run_dir.name}': `model/meta.json` names the task {name!r}, which this Lepton does not "
                            f"know (it knows {', '.join(TASKS)}): was it made by another Lepton version?")
-        width = task_of(task, meta["classes"], meta.get("task_state")).width
-        _, model = wrap(backbone, spec, meta["adapter"], options, width, meta.get("head", "classification"),
+        task = task_of(name, meta["classes"], meta.get("task_state"))
+        _, model = wrap(backbone, spec, meta["adapter"], options, task.width, meta.get("head", "classification"),
                         meta.get("fusion"))
         state = load_weights(run_dir)
         unexpected = set(state) - set(model.state_dict())
@@ -176,7 +178,7 @@ class Predictor:
                            f"({len(unexpected)} unknown tensors, e.g. {sorted(unexpected)[0]}); was it made by another Lepton version?")
         model.load_state_dict(state, strict=False)
         model.eval()
-        return cls(model, meta, run_dir)
+        return cls(model, meta, run_dir, task)
 
     @torch.no_grad()
     def network_probs(self, items: list[Any]) -> np.ndarray:

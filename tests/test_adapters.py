@@ -117,7 +117,8 @@ def test_options_are_parsed_strictly(adapter):
 
 def test_run_config_options_from_flags_and_old_files():
     cfg = RunConfig.from_dict({"data": "d", "adapter": "houlsby", "adapter_options": ["bottleneck=32"]})
-    assert cfg.adapter_options == {"bottleneck": "32"}
+    assert cfg.adapter_options == {"bottleneck": 32}  # typed by the adapter, so config.yaml says 32, not '32'
+    assert "bottleneck: 32\n" in cfg.to_yaml()
     assert get_adapter("houlsby", cfg.adapter_options).options.bottleneck == 32
     assert cfg.cli_args()[-2:] == ["--adapter-option", "bottleneck=32"]
     with pytest.raises(ConfigError, match="need an adapter"):

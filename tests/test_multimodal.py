@@ -189,6 +189,7 @@ def test_a_branch_adapter_takes_its_own_options_named_after_its_branch(home, tmp
 
     raw = {"text": "lora", "text.r": "4", "image": "full"}  # as --adapter-option text.r=4 gives it
     cfg = RunConfig.from_dict({"data": "x", "backbone": TINY, "adapter": "branches", "adapter_options": raw})
+    assert cfg.adapter_options == {"text": "lora", "text.r": 4, "image": "full"}  # typed in the config too
     spec = resolve_backbone(TINY, "multimodal")
     adapter, model = wrap(build_backbone(spec, 64, None), spec, "branches", cfg.adapter_options, 2)
     lora, _ = adapter.parts["text"]

@@ -11,7 +11,7 @@ upload multimodal (lepton/data/multimodal.py reads it with the helpers here).
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 from lepton.data.base import (FILE_LIMIT, Bad, Collected, Entry, Options, Raw, Reason, Tree, digest, limit_bytes, plural,
                                quote_list, split_alias)
@@ -102,6 +102,14 @@ def read_one(metas: list[Entry], out: Collected, column: str) -> tuple[Entry, li
     return metas[0], header, records
 
 
+def rows(meta: Entry, records: list, opts: Options) -> Iterator[tuple[int, dict]]:
+    """The table's (line, record) pairs, telling opts.progress every 25 rows and at the last."""
+    for i, (line, rec) in enumerate(records):
+        if opts.progress and (i % 25 == 0 or i == len(records) - 1):
+            opts.progress((i + 1) / len(records), meta.rel)
+        yield line, rec
+
+
 def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Options) -> Collected:
     from lepton.data.text import NO_LABEL, NOT_SCALAR, norm_label
 
@@ -128,9 +136,7 @@ def collect(mod: type[FolderModality], tree: Tree, metas: list[Entry], opts: Opt
     base = meta.parts[:-1]
     files = {e.parts: e for e in tree.entries}
     listed: set[tuple[str, ...]] = set()
-    for i, (line, rec) in enumerate(records):
-        if opts.progress and (i % 25 == 0 or i == len(records) - 1):
-            opts.progress((i + 1) / len(records), meta.rel)
+    for line, rec in rows(meta, records, opts):
         where = lambda reason: Bad(meta.rel, reason, line)  # noqa: E731
         got = media_file(mod, rec.get("file_name"), base, files, listed)
         if isinstance(got, Reason):

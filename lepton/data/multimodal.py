@@ -74,9 +74,7 @@ class Multimodal(Modality):
         base = meta.parts[:-1]
         files = {e.parts: e for e in tree.entries}
         listed: set[tuple[str, ...]] = set()
-        for i, (line, rec) in enumerate(records):
-            if opts.progress and (i % 25 == 0 or i == len(records) - 1):
-                opts.progress((i + 1) / len(records), meta.rel)
+        for line, rec in metadata.rows(meta, records, opts):
             media: dict[str, Any] = {}
             digests: list[str] = []
             why: Reason | None = None
