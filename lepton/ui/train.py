@@ -338,7 +338,7 @@ def pick_branches(modalities: list[str]) -> tuple[str, str, dict, dict[str, Any]
                 "would build, fused into one model)</span>", unsafe_allow_html=True)
     names: dict[str, str] = {}
     chosen: dict[str, str] = {}
-    own: dict[str, dict[str, Any]] = {}  # each branch's adapter options, named `branch.option`
+    own: dict[str, Any] = {}  # the branch adapters' own options, named `branch.option`
     cols = st.columns(len(modalities))
     for col, m in zip(cols, modalities):
         with col, st.container(border=True, key=f"branch_{m}"):
@@ -357,10 +357,9 @@ def pick_branches(modalities: list[str]) -> tuple[str, str, dict, dict[str, Any]
                                      help=BranchOptions.fields_help().get(m))
             st.caption("Frozen: its features are computed once and cached." if info[chosen[m]]["frozen"] else
                        "Trains: this branch runs live every step (slower than a frozen one).")
-            own[m] = adapter_option_widgets(chosen[m], branch=m)
+            own.update(adapter_option_widgets(chosen[m], branch=m))
     backbone = ",".join(f"{m}={n}" for m, n in names.items())
-    options = {m: a for m, a in chosen.items() if a != getattr(BranchOptions(), m)}
-    options.update({k: v for m in own for k, v in own[m].items()})
+    options = {m: a for m, a in chosen.items() if a != getattr(BranchOptions(), m)} | own
     adapter = PER_BRANCH if options else ALL_FROZEN
     with common.guard("Could not check those backbones"):
         from lepton.backbones import resolve_backbone
