@@ -261,6 +261,7 @@ def test_a_trial_the_budget_refuses_ships_the_probe_it_already_fitted(job_home, 
     refused attempt cached, so the study gets a model instead of a failed trial."""
     from lepton.jobs.store import Store
     from lepton.strategy.study import _train
+
     data = write_text_csv(tmp_path / "s.csv", n=48)
     store = Store(job_home / "lepton.db")
     cfg = RunConfig(data=str(data), backbone="tiny-text", adapter="full", epochs=5, batch_size=4, max_minutes=0.01)

@@ -455,6 +455,11 @@ class Store:
             )
         return self.get_run(row["id"])
 
+    def set_config(self, run_id: str, config: RunConfig) -> None:
+        """Replace a run's stored config (a study trial retried with another recipe), as create_run stores it."""
+        with self._write() as c:
+            c.execute("UPDATE runs SET config=?, updated=? WHERE id=?", (json.dumps(config.to_dict()), _now(), run_id))
+
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set raw columns (worker bookkeeping such as child_pid)."""
         if not fields:
@@ -810,7 +815,7 @@ class Store:
 _RUN_COLUMNS = {
     "name", "status", "dataset", "started", "finished", "progress", "eta_s", "phase", "message", "error",
     "log_tail", "worker_id", "pid", "host", "child_pid", "attempt", "cancel_requested", "checkpoint", "checkpoint_step",
-    "owner", "shared", "study_id", "trial", "executor", "node", "config",
+    "owner", "shared", "study_id", "trial", "executor", "node",
 }
 
 

@@ -357,20 +357,23 @@ def _train(run, cfg: RunConfig, store: Any, run_id: str, controller: Controller 
 
     emitter = store.emitter(run_id)
     run_dir = Path(store.get_run(run_id)["run_dir"])
+
+    def attempt(cfg: RunConfig, resume: bool) -> dict:
+        return run(cfg, tee(emitter, _trial_log(emit, run_id)), run_id=run_id, run_dir=run_dir, resume=resume,
+                   controller=controller)
+
     try:
         try:
-            result = run(cfg, tee(emitter, _trial_log(emit, run_id)), run_id=run_id, run_dir=run_dir, resume=resume,
-                         controller=controller)
+            result = attempt(cfg, resume)
         except BudgetError as e:
             if cfg.adapter == "linear-probe" or not (run_dir / "plan.json").exists():
                 raise
             # The budget refused one epoch after the probe's features were cached: the trial's worth is that
             # probe, and a linear-probe retry on the cached features ships it in seconds (rather than nothing).
             cfg = _as_probe(cfg, run_dir)
-            store.update_run(run_id, config=json.dumps(cfg.to_dict()))
+            store.set_config(run_id, cfg)
             emit("log", level="info", message=f"trial {run_id}: {e}; it ships the probe on the cached features")
-            result = run(cfg, tee(emitter, _trial_log(emit, run_id)), run_id=run_id, run_dir=run_dir,
-                         controller=controller)
+            result = attempt(cfg, False)
     except LeptonError as e:
         emitter.flush()
         store.set_status(run_id, Status.failed, error=str(e))
